@@ -1,0 +1,1 @@
+"""SQLAlchemy 2 models and the domain operations on them, one module per bounded context."""
