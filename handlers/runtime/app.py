@@ -1,0 +1,246 @@
+"""The app factory: one connexion FlaskApp serving both contracts."""
+from __future__ import annotations
+
+import functools
+import html
+import inspect
+import ipaddress
+import logging
+from pathlib import Path
+
+import connexion
+import redis as redis_lib
+from connexion import context as request_context
+from connexion.exceptions import ProblemException
+from connexion.lifecycle import ConnexionResponse
+from connexion.middleware import MiddlewarePosition
+from connexion.options import SwaggerUIOptions
+from connexion.datastructures import MediaTypeDict
+from connexion.resolver import Resolver
+from connexion.utils import get_function_from_name
+from flask import Response, abort, make_response, send_from_directory
+from flask import request as flask_request
+from starlette.exceptions import HTTPException
+
+from handlers.runtime.config import Settings
+from handlers.runtime.errors import ErrorRenderer
+from handlers.runtime.middleware import EdgeMiddleware, base_url_of, request_id_of
+from handlers.runtime.security import AlpineChatAuth, WePeopleAuth, bearer_handler
+from handlers.runtime.specs import ApiSpec, Contracts, Operation, load_contracts, snake_case
+from handlers.runtime.validation import AllErrorsParameterValidator, body_validator_for
+from models.db import Database
+
+log = logging.getLogger("app")
+
+
+class Runtime:
+    """What every request shares within one process; all truth lives in the database
+    (and Redis when configured), never here."""
+
+    def __init__(self, settings: Settings, contracts: Contracts, database: Database):
+        self.settings = settings
+        self.contracts = contracts
+        self.database = database
+        self.renderer = ErrorRenderer(contracts, settings.public_base_url)
+        self.redis = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=2) if settings.redis_url else None
+        self.trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
+
+    def client_ip(self, scope) -> str:
+        """The socket peer, unless it is a trusted proxy: then the right-most
+        X-Forwarded-For hop that is not itself a trusted proxy."""
+        peer = (scope.get("client") or ("0.0.0.0", 0))[0]
+        if not self._trusted(peer):
+            return peer
+        for name, value in scope.get("headers", []):
+            if name == b"x-forwarded-for":
+                hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
+                for hop in reversed(hops):
+                    if not self._trusted(hop):
+                        return hop
+        return peer
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted_proxies)
+
+
+def handler_name(api: ApiSpec, operation: dict) -> str:
+    """handlers.<api>.<first tag, snake_case>.<operationId, snake_case>"""
+    return f"handlers.{api.name}.{snake_case(operation['tags'][0])}.{snake_case(operation['operationId'])}"
+
+
+class HandlerResolver(Resolver):
+    """Resolves each operation to its handler and wraps it in the request's unit of
+    work: one session, committed when the handler returns, rolled back when it raises.
+    Handlers ask for `db`, `principal`, `request_id` or `client_ip` by parameter name."""
+
+    def __init__(self, api: ApiSpec, runtime: Runtime):
+        super().__init__()
+        self.api = api
+        self.runtime = runtime
+        self._operations: dict[str, Operation] = {}
+
+    def resolve_operation_id(self, operation) -> str:
+        name = handler_name(self.api, operation._operation)
+        self._operations[name] = self.api.operations[operation._operation["operationId"]]
+        return name
+
+    def resolve_function_from_operation_id(self, operation_id: str):
+        return self.wrap(get_function_from_name(operation_id), self._operations[operation_id])
+
+    def wrap(self, handler, operation: Operation):
+        wanted = set(inspect.signature(handler).parameters)
+        runtime = self.runtime
+        cache_control = operation.source.get("x-cache-control")
+
+        @functools.wraps(handler)
+        def unit_of_work(*args, **kwargs):
+            scope = request_context.scope
+            injected = {
+                "principal": lambda: request_context.context.get("token_info"),
+                "request_id": lambda: request_id_of(scope),
+                "client_ip": lambda: runtime.client_ip(scope),
+                "redis": lambda: runtime.redis,
+            }
+            for name, value in injected.items():
+                if name in wanted:
+                    kwargs[name] = value()
+            if "db" in wanted:
+                with runtime.database.unit_of_work() as session:
+                    kwargs["db"] = session
+                    result = handler(*args, **kwargs)
+            else:
+                result = handler(*args, **kwargs)
+            if cache_control:
+                result = conditional(result, cache_control)
+            return result
+
+        return unit_of_work
+
+
+def conditional(result, cache_control: str) -> Response:
+    """Spec-declared caching (`x-cache-control`): Cache-Control, a strong ETag over the
+    body, and 304 when the client's If-None-Match matches."""
+    response = make_response(result)
+    if response.status_code == 200:
+        response.headers["Cache-Control"] = cache_control
+        response.add_etag()
+        response.make_conditional(flask_request)
+    return response
+
+
+def _error_handler(runtime: Runtime):
+    def handle(request, exc: Exception) -> ConnexionResponse:
+        scope = request.scope
+        api = runtime.contracts.for_path(scope["path"])
+        status, headers, body = runtime.renderer.render(
+            api, exc, request_id=request_id_of(scope), base_url=base_url_of(scope),
+            method=scope["method"], path=scope["path"],
+        )
+        if status == 405:
+            headers.setdefault("Allow", ", ".join(_allowed_methods(runtime.contracts, scope["path"])))
+        return ConnexionResponse(status_code=status, body=body, headers=headers,
+                                 content_type="application/json", mimetype="application/json")
+
+    return handle
+
+
+def _allowed_methods(contracts: Contracts, path: str) -> list[str]:
+    methods = set()
+    for api in contracts:
+        for operation in api.operations.values():
+            if operation.path_regex.match(path):
+                methods.add(operation.method)
+    return sorted(methods)
+
+
+SWAGGER_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head><body><div id="ui"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({{url: "{url}", dom_id: "#ui"}});</script>
+<p style="font-family:sans-serif">Published 3.1 contract: <a href="{source}">{source}</a></p></body></html>"""
+
+
+def _add_documentation(app: connexion.FlaskApp, runtime: Runtime) -> None:
+    """The 3.1 contracts as published, Swagger UI over the equivalent 3.0.3 bundles,
+    and a page per WePeople error code (where `docsUrl` points)."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    wepeople, alpinechat = runtime.contracts.wepeople, runtime.contracts.alpinechat
+    published = {"/openapi/v1.yaml": (wepeople, "application/yaml"),
+                 "/openapi/alpinechat.json": (alpinechat, "application/json")}
+    for url, (api, mimetype) in published.items():
+        app.add_url_rule(url, f"published_{api.name}",
+                         functools.partial(lambda a, m: Response(a.source_text, mimetype=m), api, mimetype))
+        app.add_url_rule(f"/openapi/{api.bundle_path.name}", f"bundle_{api.name}",
+                         functools.partial(lambda a: Response(a.bundle_path.read_text(), mimetype="application/json"), api))
+        app.add_url_rule(
+            f"/docs/{api.name}/", f"docs_{api.name}",
+            functools.partial(lambda a, u: Response(SWAGGER_PAGE.format(
+                title=html.escape(a.source["info"]["title"]), url=f"/openapi/{a.bundle_path.name}", source=u),
+                mimetype="text/html"), api, url),
+        )
+    app.add_url_rule("/docs/static/<path:filename>", "docs_static",
+                     lambda filename: send_from_directory(Path(str(swagger_ui_path)), filename))
+
+    codes = wepeople.schema("Error")["properties"]["error"]["properties"]["code"].get("x-codes", {})
+
+    def error_code_page(code: str):
+        if code not in codes:
+            abort(404)
+        info = codes[code]
+        return Response(
+            f"<!doctype html><title>{html.escape(code)}</title><h1><code>{html.escape(code)}</code></h1>"
+            f"<p>HTTP {int(info['status'])}</p><p>{html.escape(info['doc'])}</p>"
+            f"<p><a href='/docs/wepeople/'>WePeople Ingest API</a></p>",
+            mimetype="text/html",
+        )
+
+    docs_path = wepeople.source["x-error-docs"]["path"].replace("{code}", "<code>")
+    app.add_url_rule(docs_path, "wepeople_error_code", error_code_page)
+
+
+def create_app(settings: Settings | None = None, *, database: Database | None = None) -> connexion.FlaskApp:
+    settings = settings or Settings.from_env()
+    logging.basicConfig(level=settings.log_level)
+    contracts = load_contracts()
+    if database is None:
+        if settings.database_url.startswith("sqlite:///"):
+            Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        database = Database(settings.database_url, pool_size=settings.db_pool_size)
+    runtime = Runtime(settings, contracts, database)
+
+    app = connexion.FlaskApp(__name__)
+    app.app.extensions["runtime"] = runtime
+    no_console = SwaggerUIOptions(serve_spec=False, swagger_ui=False)
+    authenticators = {
+        "wepeople": WePeopleAuth(database, contracts.wepeople),
+        "alpinechat": AlpineChatAuth(database),
+    }
+    for api in contracts:
+        validator_map = {
+            "parameter": AllErrorsParameterValidator,
+            "body": MediaTypeDict({"*/*json": body_validator_for(api)}),
+        }
+        app.add_api(
+            api.bundle,
+            name=api.name,
+            resolver=HandlerResolver(api, runtime),
+            validator_map=validator_map,
+            security_map={"bearer": bearer_handler(authenticators[api.name])},
+            strict_validation=False,
+            validate_responses=False,
+            pythonic_params=True,
+            swagger_ui_options=no_console,
+        )
+
+    handle = _error_handler(runtime)
+    for exc_type in (ProblemException, HTTPException, Exception):
+        app.add_error_handler(exc_type, handle)
+    app.add_middleware(EdgeMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
+                       contracts=contracts, renderer=runtime.renderer)
+    _add_documentation(app, runtime)
+    return app

@@ -1,0 +1,19 @@
+"""Production gunicorn settings: uvicorn workers running the connexion ASGI app.
+
+Workers share nothing but PostgreSQL and Redis, so scale with WEB_CONCURRENCY and hosts.
+Counters are per process without REDIS_URL, hence one worker by default then.
+"""
+import multiprocessing
+import os
+
+bind = os.environ.get("BIND", "127.0.0.1:8000")
+worker_class = "uvicorn_worker.UvicornWorker"
+_default_workers = multiprocessing.cpu_count() * 2 if os.environ.get("REDIS_URL") else 1
+workers = int(os.environ.get("WEB_CONCURRENCY", _default_workers))
+# SSE streams stay open for the length of an answer.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+graceful_timeout = 30
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
