@@ -1,0 +1,18 @@
+"""Imports every model module so that `Base.metadata` knows all tables.
+
+Alembic autogenerate and the migration drift test compare against that metadata:
+a model module missing here would look like tables to drop.
+"""
+from __future__ import annotations
+
+import importlib
+
+MODEL_MODULES = (
+    "models.wepeople",
+    "models.alpinechat",
+)
+
+
+def load_all() -> None:
+    for module in MODEL_MODULES:
+        importlib.import_module(module)
