@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import ForeignKey, Numeric, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, validates
 
+from models.errors import DomainError
 from models.db import Base, CreatedAt, Slug, Str200, UUIDPk, utcnow
 from models.keys import ALPINECHAT_KEY_PREFIX, hash_key, issue_key, keys_match
 
@@ -305,3 +306,22 @@ def key_grants(key: ChatApiKey, required_scopes: str | Iterable[str]) -> bool:
 
 def key_can_access_chatbot(key: ChatApiKey, chatbot: Chatbot) -> bool:
     return key.tenant_id == chatbot.tenant_id and key.chatbot_id in (None, chatbot.id)
+
+
+def require_active_chatbot(session: Session, slug: str) -> Chatbot:
+    """The active chatbot of `slug`; 404 `not_found` for an unknown or inactive one."""
+    chatbot = get_active_chatbot(session, slug)
+    if chatbot is None:
+        raise DomainError(404, "not_found", f"No active chatbot {slug!r}.")
+    return chatbot
+
+
+def chatbot_for_principal(session: Session, slug: str, principal: dict) -> Chatbot:
+    """The active chatbot of `slug`, if the authenticated key may use it: 404 for an
+    unknown or inactive slug, 403 for a key of another tenant (or bound to another bot)."""
+    chatbot = require_active_chatbot(session, slug)
+    same_tenant = principal["tenant_id"] == str(chatbot.tenant_id)
+    bound_elsewhere = principal.get("chatbot_id") not in (None, str(chatbot.id))
+    if not same_tenant or bound_elsewhere:
+        raise DomainError(403, "forbidden", "The API key belongs to another chatbot's tenant.")
+    return chatbot

@@ -10,6 +10,7 @@ import importlib
 MODEL_MODULES = (
     "models.wepeople",
     "models.alpinechat",
+    "models.conversations",
 )
 
 

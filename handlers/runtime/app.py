@@ -1,6 +1,7 @@
 """The app factory: one connexion FlaskApp serving both contracts."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import html
 import inspect
@@ -23,7 +24,8 @@ from flask import request as flask_request
 from starlette.exceptions import HTTPException
 
 from handlers.runtime.config import Settings
-from handlers.runtime.errors import ErrorRenderer
+from handlers.runtime.errors import ApiError, ErrorRenderer
+from handlers.runtime.ratelimit import RateLimiter
 from handlers.runtime.middleware import EdgeMiddleware, base_url_of, request_id_of
 from handlers.runtime.security import AlpineChatAuth, WePeopleAuth, bearer_handler
 from handlers.runtime.specs import ApiSpec, Contracts, Operation, load_contracts, snake_case
@@ -44,6 +46,42 @@ class Runtime:
         self.renderer = ErrorRenderer(contracts, settings.public_base_url)
         self.redis = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=2) if settings.redis_url else None
         self.trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
+        self.limiter = RateLimiter(settings.redis_url)
+
+    def limit_policy(self, operation: Operation):
+        """The spec's rate limits for one operation, as a function of the request:
+        WePeople `x-limits.rateLimits` per key and per organization; AlpineChat
+        `x-rate-limit` per the listed identities (ip, chatbot)."""
+        if operation.api is self.contracts.wepeople:
+            if operation.required_scopes is None:
+                return None
+            budgets = operation.api.source["x-limits"]["rateLimits"]
+
+            def wepeople_policy(principal, client_ip, params):
+                per_key = self.limiter.hit(budgets["perKey"], "wp-key", principal["key_id"])
+                per_org = self.limiter.hit(budgets["perOrganization"], "wp-org", principal["organization_id"])
+                if per_key.allowed and not per_org.allowed:
+                    return dataclasses.replace(per_org, limit=per_key.limit, remaining=0)
+                return per_key
+
+            return wepeople_policy
+        declared = operation.source.get("x-rate-limit")
+        if not declared:
+            return None
+
+        def identity_policy(principal, client_ip, params):
+            identity = {"ip": client_ip, "chatbot": params.get("slug", "")}
+            parts = [str(identity[name]) for name in declared["per"]]
+            return self.limiter.hit(declared["limit"], operation.operation_id, *parts)
+
+        return identity_policy
+
+    def rate_limited(self, operation: Operation, decision) -> ApiError:
+        headers = decision.headers()
+        if operation.api is self.contracts.wepeople:
+            return ApiError(429, "rate_limited",
+                            f"Rate limit exceeded; retry in {decision.retry_after}s.", headers=headers)
+        return ApiError(429, "rate_limited", headers={"Retry-After": headers["Retry-After"]})
 
     def client_ip(self, scope) -> str:
         """The socket peer, unless it is a trusted proxy: then the right-most
@@ -95,19 +133,25 @@ class HandlerResolver(Resolver):
         wanted = set(inspect.signature(handler).parameters)
         runtime = self.runtime
         cache_control = operation.source.get("x-cache-control")
+        limit_policy = runtime.limit_policy(operation)
 
         @functools.wraps(handler)
         def unit_of_work(*args, **kwargs):
             scope = request_context.scope
+            principal = request_context.context.get("token_info")
+            client_ip = runtime.client_ip(scope)
+            decision = limit_policy(principal, client_ip, kwargs) if limit_policy else None
+            if decision is not None and not decision.allowed and "rate_limit" not in wanted:
+                raise runtime.rate_limited(operation, decision)
             injected = {
-                "principal": lambda: request_context.context.get("token_info"),
-                "request_id": lambda: request_id_of(scope),
-                "client_ip": lambda: runtime.client_ip(scope),
-                "redis": lambda: runtime.redis,
+                "principal": principal,
+                "request_id": request_id_of(scope),
+                "client_ip": client_ip,
+                "redis": runtime.redis,
+                "rate_limit": decision,
+                "settings": runtime.settings,
             }
-            for name, value in injected.items():
-                if name in wanted:
-                    kwargs[name] = value()
+            kwargs.update({name: value for name, value in injected.items() if name in wanted})
             if "db" in wanted:
                 with runtime.database.unit_of_work() as session:
                     kwargs["db"] = session
@@ -116,6 +160,10 @@ class HandlerResolver(Resolver):
                 result = handler(*args, **kwargs)
             if cache_control:
                 result = conditional(result, cache_control)
+            if decision is not None and operation.api is runtime.contracts.wepeople:
+                result = make_response(result)
+                if result.status_code < 300:
+                    result.headers.update(decision.headers())
             return result
 
         return unit_of_work
