@@ -6,6 +6,7 @@ tables; `--json` prints the same data as JSON (a created key under "key").
 from __future__ import annotations
 
 import argparse
+import importlib
 import dataclasses
 import datetime as dt
 import json
@@ -477,7 +478,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--tenant", type=uuid.UUID)
     sub = command(chat_key, "revoke", cmd_chat_key_revoke, "revoke a key")
     sub.add_argument("--id", type=uuid.UUID, required=True)
+
+    # Each bounded context adds its own commands: register(command, group).
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(command, group)
     return parser
+
+
+# Modules with more commands, each defining `register(command, group)`.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def main(argv: list[str] | None = None) -> int:
