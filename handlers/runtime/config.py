@@ -62,7 +62,7 @@ class Settings:
             db_pool_size=int(env.get("DB_POOL_SIZE", "10")),
             trusted_proxies=tuple(_list(env.get("TRUSTED_PROXIES"))),
             public_base_url=env.get("PUBLIC_BASE_URL") or None,
-            log_level=env.get("LOG_LEVEL", "INFO"),
+            log_level=env.get("LOG_LEVEL", "INFO").upper(),
             wsgi_threads=int(env.get("WSGI_THREADS", "10")),
             openai_api_key=env.get("OPENAI_API_KEY") or None,
             openai_base_url=env.get("OPENAI_BASE_URL") or None,

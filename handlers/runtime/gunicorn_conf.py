@@ -17,3 +17,6 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# gunicorn 27's control socket lives at one fixed path per user: several servers on a
+# host (workers of other deployments, test servers) would fight over it.
+control_socket_disable = True
