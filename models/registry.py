@@ -11,6 +11,9 @@ MODEL_MODULES = (
     "models.wepeople",
     "models.alpinechat",
     "models.conversations",
+    "models.knowledge",
+    "models.ingest",
+    "models.ingest_idempotency",
 )
 
 

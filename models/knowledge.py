@@ -1,0 +1,373 @@
+"""Each chatbot's knowledge base: documents split into passages, searched by full text.
+
+PostgreSQL searches with the passage language's text-search configuration (german,
+english, italian; one partial GIN index per language). SQLite uses an FTS5 table: it
+is a derived index (rebuilt from the passages whenever it is missing), so it is created
+on first use rather than by a migration, which keeps the models/migrations drift check
+exact.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import html.parser
+import re
+import threading
+import uuid
+from typing import Any, Iterable
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, delete, func, literal_column, select, text
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from models.db import Base, CreatedAt, UUIDPk
+
+TS_CONFIGS = {"de": "german", "en": "english", "it": "italian"}
+PASSAGE_CHARS = 900  # about 200 tokens: several fit in a prompt
+FTS_TABLE = "knowledge_passages_fts"
+
+
+class KnowledgeDocument(Base):
+    __tablename__ = "knowledge_documents"
+    __table_args__ = (UniqueConstraint("chatbot_id", "source"),)
+
+    id: Mapped[UUIDPk]
+    chatbot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("chatbots.id", ondelete="CASCADE"), index=True)
+    # Where it was imported from (file path or any stable name): re-importing replaces it.
+    source: Mapped[str] = mapped_column(String(1000))
+    title: Mapped[str] = mapped_column(String(500))
+    url: Mapped[str | None] = mapped_column(String(2048))
+    language: Mapped[str] = mapped_column(String(2))
+    # Front matter beyond title/url (tour facts: difficulty, duration, lat/lon, booking_url, ...).
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[CreatedAt]
+
+    passages: Mapped[list["KnowledgePassage"]] = relationship(
+        back_populates="document", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="KnowledgePassage.seq")
+
+
+class KnowledgePassage(Base):
+    __tablename__ = "knowledge_passages"
+    __table_args__ = tuple(
+        Index(f"ix_knowledge_passages_fts_{lang}", text(f"to_tsvector('{config}', content)"),
+              postgresql_using="gin", postgresql_where=text(f"language = '{lang}'")).ddl_if(dialect="postgresql")
+        for lang, config in TS_CONFIGS.items()
+    )
+
+    # An integer key: SQLite's FTS5 index refers to passages by rowid.
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    document_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("knowledge_documents.id", ondelete="CASCADE"), index=True)
+    # Denormalized so that a search touches one table.
+    chatbot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("chatbots.id", ondelete="CASCADE"), index=True)
+    language: Mapped[str] = mapped_column(String(2))
+    seq: Mapped[int]
+    content: Mapped[str] = mapped_column(Text)
+
+    document: Mapped[KnowledgeDocument] = relationship(back_populates="passages")
+
+
+@dataclasses.dataclass(frozen=True)
+class Hit:
+    passage_id: int
+    document_id: uuid.UUID
+    title: str
+    url: str | None
+    content: str
+    score: float
+    meta: dict[str, Any]
+
+
+# ── Parsing ──────────────────────────────────────────────────────────────────
+
+@dataclasses.dataclass
+class ParsedDocument:
+    title: str | None
+    url: str | None
+    text: str
+    meta: dict[str, Any]
+
+
+_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
+
+
+def parse_markdown(raw: str) -> ParsedDocument:
+    """Front matter (`title:`, `url:`, anything else becomes meta), then the body with
+    Markdown emphasis stripped; the first `# heading` is the title when none is given."""
+    meta: dict[str, Any] = {}
+    match = _FRONT_MATTER.match(raw)
+    if match:
+        import yaml
+
+        loaded = yaml.safe_load(match.group(1)) or {}
+        meta = {str(k): v for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+        raw = raw[match.end():]
+    title = meta.pop("title", None)
+    url = meta.pop("url", None)
+    heading = re.search(r"^#\s+(.+)$", raw, re.M)
+    if title is None and heading:
+        title = heading.group(1).strip()
+    body = re.sub(r"(\*\*|__|`)", "", raw)
+    body = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", body)  # links keep their text
+    return ParsedDocument(str(title) if title else None, str(url) if url else None, body.strip(), meta)
+
+
+class _HtmlText(html.parser.HTMLParser):
+    BLOCKS = {"p", "div", "li", "br", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section", "article", "ul", "ol"}
+    SKIP = {"script", "style", "nav", "footer", "head", "noscript"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title: str | None = None
+        self.canonical: str | None = None
+        self._skip = 0
+        self._in_title = False
+        self._heading: list[str] | None = None
+        self.first_h1: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "title":
+            self._in_title = True
+        elif tag in self.SKIP:
+            self._skip += 1
+        elif tag == "link" and (attrs.get("rel") or "").lower() == "canonical":
+            self.canonical = attrs.get("href")
+        if tag == "h1" and self.first_h1 is None:
+            self._heading = []
+        if tag in self.BLOCKS:
+            self.parts.append("\n\n" if tag.startswith("h") or tag == "p" else "\n")
+
+    def handle_endtag(self, tag):
+        if tag == "title":
+            self._in_title = False
+        elif tag in self.SKIP and self._skip:
+            self._skip -= 1
+        if tag == "h1" and self._heading is not None:
+            self.first_h1 = " ".join("".join(self._heading).split())
+            self._heading = None
+        if tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data):
+        if self._in_title:
+            self.title = (self.title or "") + data
+        elif not self._skip:
+            self.parts.append(data)
+            if self._heading is not None:
+                self._heading.append(data)
+
+
+def parse_html(raw: str) -> ParsedDocument:
+    parser = _HtmlText()
+    parser.feed(raw)
+    body = "".join(parser.parts)
+    body = re.sub(r"[ \t]+", " ", body)
+    body = re.sub(r"\n\s*\n\s*", "\n\n", body).strip()
+    title = (parser.title or "").strip() or parser.first_h1
+    return ParsedDocument(title or None, parser.canonical, body, {})
+
+
+def parse_text(raw: str) -> ParsedDocument:
+    first = next((line.strip() for line in raw.splitlines() if line.strip()), None)
+    return ParsedDocument(first[:200] if first else None, None, raw.strip(), {})
+
+
+def parse_file(name: str, raw: str) -> ParsedDocument:
+    lower = name.lower()
+    if lower.endswith((".md", ".markdown")):
+        return parse_markdown(raw)
+    if lower.endswith((".html", ".htm")):
+        return parse_html(raw)
+    return parse_text(raw)
+
+
+def split_passages(body: str, limit: int = PASSAGE_CHARS) -> list[str]:
+    """Paragraph-aligned chunks of at most `limit` characters; each chunk after a heading
+    keeps that heading, so a passage read alone still says what it is about."""
+    passages: list[str] = []
+    heading = ""
+    current = ""
+    for block in (b.strip() for b in re.split(r"\n\s*\n", body)):
+        if not block:
+            continue
+        if re.match(r"^#{1,6}\s", block) and "\n" not in block:
+            if current:
+                passages.append(current)
+            heading = block.lstrip("#").strip()
+            current = heading
+            continue
+        while len(block) > limit:  # one very long paragraph: cut at a sentence or space
+            cut = max(block.rfind(". ", 0, limit), block.rfind(" ", 0, limit))
+            cut = cut + 1 if cut > 0 else limit
+            if current and current != heading:
+                passages.append(current)
+            passages.append(((heading + "\n") if heading else "") + block[:cut].strip())
+            current = heading
+            block = block[cut:].strip()
+        candidate = f"{current}\n\n{block}" if current else block
+        if len(candidate) > limit and current and current != heading:
+            passages.append(current)
+            current = f"{heading}\n\n{block}" if heading else block
+        else:
+            current = candidate
+    if current and current != heading or (current and not passages):
+        passages.append(current)
+    return passages
+
+
+# ── Writing ──────────────────────────────────────────────────────────────────
+
+def import_document(session: Session, chatbot_id: uuid.UUID, *, source: str, title: str, text_: str,
+                    language: str, url: str | None = None, meta: dict[str, Any] | None = None,
+                    ) -> tuple[KnowledgeDocument, bool]:
+    """Stores (or replaces, by `source`) one document and its passages.
+    Returns the document and whether anything changed."""
+    if language not in TS_CONFIGS:
+        raise ValueError(f"unknown language {language!r}; expected one of {', '.join(TS_CONFIGS)}")
+    digest = hashlib.sha256("\x00".join([title, url or "", language, repr(sorted((meta or {}).items())),
+                                         text_]).encode()).hexdigest()
+    existing = session.scalar(select(KnowledgeDocument).where(
+        KnowledgeDocument.chatbot_id == chatbot_id, KnowledgeDocument.source == source))
+    if existing is not None and existing.content_sha256 == digest:
+        return existing, False
+    if existing is not None:
+        delete_document(session, existing)
+    document = KnowledgeDocument(chatbot_id=chatbot_id, source=source, title=title, url=url,
+                                 language=language, meta=dict(meta or {}), content_sha256=digest)
+    session.add(document)
+    session.flush()
+    chunks = split_passages(text_) or [title]
+    passages = [KnowledgePassage(document_id=document.id, chatbot_id=chatbot_id, language=language, seq=i,
+                                 content=chunk) for i, chunk in enumerate(chunks)]
+    session.add_all(passages)
+    session.flush()
+    if _is_sqlite(session):
+        _ensure_fts(session)
+        session.execute(text(f"INSERT INTO {FTS_TABLE}(rowid, content, chatbot_id) VALUES (:id, :content, :bot)"),
+                        [{"id": p.id, "content": f"{title}\n{p.content}", "bot": chatbot_id.hex} for p in passages])
+    return document, True
+
+
+def delete_document(session: Session, document: KnowledgeDocument) -> None:
+    if _is_sqlite(session):
+        _ensure_fts(session)
+        session.execute(text(f"DELETE FROM {FTS_TABLE} WHERE rowid IN "
+                             f"(SELECT id FROM knowledge_passages WHERE document_id = :doc)"),
+                        {"doc": document.id.hex})
+    session.execute(delete(KnowledgePassage).where(KnowledgePassage.document_id == document.id))
+    session.delete(document)
+    session.flush()
+
+
+def list_documents(session: Session, chatbot_id: uuid.UUID) -> list[KnowledgeDocument]:
+    return list(session.scalars(select(KnowledgeDocument).where(KnowledgeDocument.chatbot_id == chatbot_id)
+                                .order_by(KnowledgeDocument.source)))
+
+
+def get_documents(session: Session, document_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, KnowledgeDocument]:
+    ids = list(document_ids)
+    if not ids:
+        return {}
+    return {d.id: d for d in session.scalars(select(KnowledgeDocument).where(KnowledgeDocument.id.in_(ids)))}
+
+
+# ── Searching ────────────────────────────────────────────────────────────────
+
+_WORD = re.compile(r"\w{2,}", re.U)
+# A few function words, so that an OR query is not dominated by them on SQLite (PostgreSQL's
+# configurations have their own stop lists).
+_STOP = set("""der die das und oder ein eine einen einem einer ist sind gibt es wie was wo wer welche welcher
+welches für mit von zu zum zur im in am an auf den dem des ich du wir ihr sie mir mich dir kann können the a an
+and or is are of to for in on at with what which where how who can i you we it il lo la le gli un una uno e di da
+per con su che come dove quale quali sono è""".split())
+
+
+def query_terms(question: str, limit: int = 12) -> list[str]:
+    words = [w.lower() for w in _WORD.findall(question)]
+    return list(dict.fromkeys(w for w in words if w not in _STOP and not w.isdigit()))[:limit]
+
+
+def search(session: Session, chatbot_id: uuid.UUID, question: str, *, limit: int = 4) -> list[Hit]:
+    """The best passages of this chatbot's knowledge for `question`, best first.
+    Any matching word counts (OR), ranked by relevance."""
+    terms = query_terms(question)
+    if not terms:
+        return []
+    rows = _search_sqlite(session, chatbot_id, terms, limit) if _is_sqlite(session) \
+        else _search_postgresql(session, chatbot_id, " ".join(terms), limit)
+    if not rows:
+        return []
+    passages = {p.id: p for p in session.scalars(select(KnowledgePassage).where(
+        KnowledgePassage.id.in_([pid for pid, _ in rows])))}
+    documents = get_documents(session, {p.document_id for p in passages.values()})
+    hits = []
+    for passage_id, score in rows:
+        passage = passages.get(passage_id)
+        if passage is None:
+            continue
+        document = documents[passage.document_id]
+        hits.append(Hit(passage.id, document.id, document.title, document.url, passage.content, float(score),
+                        dict(document.meta or {})))
+    return hits
+
+
+def _search_postgresql(session: Session, chatbot_id: uuid.UUID, words: str, limit: int) -> list[tuple[int, float]]:
+    found: list[tuple[int, float]] = []
+    languages = session.scalars(select(KnowledgePassage.language).where(
+        KnowledgePassage.chatbot_id == chatbot_id).distinct())
+    for language in languages:
+        config = literal_column(f"'{TS_CONFIGS[language]}'")
+        vector = func.to_tsvector(config, KnowledgePassage.content)  # the partial index's expression
+        # plainto_tsquery stems the words with the language's dictionary; OR them together.
+        query = text(f"replace(plainto_tsquery({config.text}, :words)::text, '&', '|')::tsquery").bindparams(
+            words=words)
+        rank = func.ts_rank_cd(vector, query)
+        statement = (select(KnowledgePassage.id, rank)
+                     .where(KnowledgePassage.chatbot_id == chatbot_id, KnowledgePassage.language == language,
+                            vector.op("@@")(query))
+                     .order_by(rank.desc(), KnowledgePassage.id).limit(limit))
+        found.extend((row[0], row[1]) for row in session.execute(statement))
+    found.sort(key=lambda r: -r[1])
+    return found[:limit]
+
+
+def _search_sqlite(session: Session, chatbot_id: uuid.UUID, terms: list[str], limit: int) -> list[tuple[int, float]]:
+    _ensure_fts(session)
+    # Prefix terms stand in for stemming (Wanderung / Wanderungen / wandern...).
+    match = " OR ".join('"{}"{}'.format(t.replace('"', ""), "*" if len(t) >= 4 else "") for t in terms)
+    rows = session.execute(text(
+        f"SELECT rowid, -bm25({FTS_TABLE}) AS score FROM {FTS_TABLE} "
+        f"WHERE {FTS_TABLE} MATCH :match AND chatbot_id = :bot ORDER BY bm25({FTS_TABLE}), rowid LIMIT :limit"),
+        {"match": match, "bot": chatbot_id.hex, "limit": limit})
+    return [(row[0], row[1]) for row in rows]
+
+
+def _is_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
+_fts_ready: set[str] = set()
+_fts_lock = threading.Lock()
+
+
+def _ensure_fts(session: Session) -> None:
+    """Creates the FTS5 index once per database file, filling it from the passages."""
+    url = str(session.get_bind().engine.url)
+    if url in _fts_ready:
+        return
+    with _fts_lock:
+        exists = session.execute(text("SELECT 1 FROM sqlite_master WHERE name = :n"), {"n": FTS_TABLE}).first()
+        if not exists:
+            session.execute(text(
+                f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5("
+                f"content, chatbot_id UNINDEXED, tokenize = 'unicode61 remove_diacritics 2')"))
+            session.execute(text(
+                f"INSERT INTO {FTS_TABLE}(rowid, content, chatbot_id) "
+                f"SELECT p.id, d.title || char(10) || p.content, replace(p.chatbot_id, '-', '') "
+                f"FROM knowledge_passages p JOIN knowledge_documents d ON d.id = p.document_id"))
+            return  # remembered only once seen committed: this transaction may roll back
+        _fts_ready.add(url)
