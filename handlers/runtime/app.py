@@ -93,6 +93,8 @@ class Runtime:
             if name == b"x-forwarded-for":
                 hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
                 for hop in reversed(hops):
+                    if not _is_ip(hop):
+                        break  # a malformed chain: believe only the socket
                     if not self._trusted(hop):
                         return hop
         return peer
@@ -103,6 +105,14 @@ class Runtime:
         except ValueError:
             return False
         return any(ip in network for network in self.trusted_proxies)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False
 
 
 def handler_name(api: ApiSpec, operation: dict) -> str:

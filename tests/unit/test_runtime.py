@@ -1,0 +1,64 @@
+"""Runtime pieces that need no HTTP round trip."""
+from __future__ import annotations
+
+import pytest
+
+from handlers.runtime import openapi_translate
+from handlers.runtime.app import Runtime, create_app, handler_name
+from handlers.runtime.config import Settings
+from handlers.runtime.ratelimit import RateLimiter
+from handlers.runtime.specs import StaleBundleError, load_contracts
+
+
+def test_refuses_to_start_from_a_stale_bundle(monkeypatch):
+    monkeypatch.setattr(openapi_translate, "stale_bundles", lambda: ["generated/alpinechat.openapi-3.0.json"])
+    with pytest.raises(StaleBundleError, match="run scripts/generate"):
+        create_app(Settings.from_env({}, database_url="sqlite://"))
+
+
+def test_every_operation_resolves_to_its_own_handler():
+    contracts = load_contracts()
+    names = set()
+    for api in contracts:
+        for operation in api.operations.values():
+            name = handler_name(api, operation.source | {"operationId": operation.operation_id})
+            module, function = name.rsplit(".", 1)
+            assert callable(getattr(__import__(module, fromlist=[function]), function)), name
+            names.add(name)
+    assert len(names) == sum(len(api.operations) for api in contracts)
+
+
+def _scope(peer, forwarded=None):
+    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
+    return {"client": (peer, 1234), "headers": headers}
+
+
+@pytest.fixture
+def runtime():
+    settings = Settings.from_env({"TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1"}, database_url="sqlite://")
+    return Runtime(settings, load_contracts(), database=None)
+
+
+def test_client_ip_is_the_socket_peer_without_trusted_proxy(runtime):
+    assert runtime.client_ip(_scope("203.0.113.9", "1.2.3.4")) == "203.0.113.9"
+
+
+def test_forwarded_for_counts_only_through_trusted_proxies(runtime):
+    # The client can prepend anything; the right-most untrusted hop is the real client.
+    assert runtime.client_ip(_scope("10.1.2.3", "6.6.6.6, 198.51.100.7, 10.9.9.9")) == "198.51.100.7"
+
+
+def test_forwarded_for_garbage_is_not_trusted(runtime):
+    assert runtime.client_ip(_scope("10.1.2.3", "not-an-ip")) == "10.1.2.3"
+    assert runtime.client_ip(_scope("10.1.2.3")) == "10.1.2.3"
+
+
+def test_rate_limiter_counts_and_reports():
+    limiter = RateLimiter(None)
+    decisions = [limiter.hit("3/hour", "unit", "a") for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert [d.remaining for d in decisions[:3]] == [2, 1, 0]
+    blocked = decisions[-1]
+    assert blocked.retry_after > 0
+    assert blocked.headers()["Retry-After"] == str(blocked.retry_after)
+    assert limiter.hit("3/hour", "unit", "b").allowed  # other identity, own budget
