@@ -165,3 +165,19 @@ def test_docs_url_leads_to_the_code(client):
     page = client.get(path)
     assert page.status_code == 200
     assert "missing_auth" in page.text and "401" in page.text
+
+
+def test_rate_limit_from_the_spec(client, app, make_ingest_key, monkeypatch):
+    """A spec author lowers x-limits.rateLimits.perKey: the server follows."""
+    budgets = app.app.extensions["runtime"].contracts.wepeople.source["x-limits"]["rateLimits"]
+    monkeypatch.setitem(budgets, "perKey", "2/minute")
+    made = make_ingest_key()
+    first = client.get("/api/v1/ingest/ping", headers=made.headers)
+    assert first.headers["X-RateLimit-Limit"] == "2" and first.headers["X-RateLimit-Remaining"] == "1"
+    client.get("/api/v1/ingest/ping", headers=made.headers)
+    limited = client.get("/api/v1/ingest/ping", headers=made.headers)
+    assert_wepeople_error(limited, 429, "rate_limited")
+    assert int(limited.headers["Retry-After"]) > 0
+    assert limited.headers["X-RateLimit-Limit"] == "2" and limited.headers["X-RateLimit-Remaining"] == "0"
+    other = make_ingest_key()
+    assert client.get("/api/v1/ingest/ping", headers=other.headers).status_code == 200
