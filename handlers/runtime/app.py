@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 
 from handlers.runtime.config import Settings
 from handlers.runtime.errors import ApiError, ErrorRenderer
+from handlers.runtime.idempotency import Idempotency
 from handlers.runtime.ratelimit import RateLimiter
 from handlers.runtime.middleware import EdgeMiddleware, base_url_of, request_id_of
 from handlers.runtime.security import AlpineChatAuth, WePeopleAuth, bearer_handler
@@ -144,6 +145,7 @@ class HandlerResolver(Resolver):
         runtime = self.runtime
         cache_control = operation.source.get("x-cache-control")
         limit_policy = runtime.limit_policy(operation)
+        idempotency = Idempotency.for_operation(runtime.database, operation)
 
         @functools.wraps(handler)
         def unit_of_work(*args, **kwargs):
@@ -162,12 +164,18 @@ class HandlerResolver(Resolver):
                 "settings": runtime.settings,
             }
             kwargs.update({name: value for name, value in injected.items() if name in wanted})
-            if "db" in wanted:
+
+            def execute(before_commit=None):
+                # before_commit(session, result): idempotency stores the response in the same transaction.
+                if "db" not in wanted and before_commit is None:
+                    return handler(*args, **kwargs)
                 with runtime.database.unit_of_work() as session:
-                    kwargs["db"] = session
+                    if "db" in wanted:
+                        kwargs["db"] = session
                     result = handler(*args, **kwargs)
-            else:
-                result = handler(*args, **kwargs)
+                    return before_commit(session, result) if before_commit else result
+
+            result = idempotency.run(principal, kwargs.get("body"), execute) if idempotency else execute()
             if cache_control:
                 result = conditional(result, cache_control)
             if decision is not None and operation.api is runtime.contracts.wepeople:

@@ -1,6 +1,14 @@
 """WePeople Ingest operations (tag `Ingest`)."""
 from __future__ import annotations
 
+import functools
+import json
+
+from flask import Response, current_app
+
+from handlers.runtime.specs import ApiSpec, compile_schema
+from handlers.runtime.validation import field_of
+from models import ingest
 from models.errors import DomainError
 
 
@@ -12,9 +20,87 @@ def ping(principal: dict):
     }
 
 
-def ingest_events(body: dict, principal: dict, db, request_id: str):
-    raise DomainError(501, "internal_error", "Not implemented yet.")
+class EventContract:
+    """What the spec says about one event, compiled once per process."""
+
+    def __init__(self, api: ApiSpec):
+        schemas = api.source["components"]["schemas"]
+        self.validator = compile_schema({"$ref": "#/components/schemas/IngestEvent"}, api.source)
+        self.rules = ingest.IngestRules(
+            metadata_max_bytes=schemas["IngestEvent"]["properties"]["metadata"].get("x-max-serialized-bytes"),
+            batch_limit=schemas["IngestEventBatch"]["properties"]["events"]["maxItems"],
+            monthly_events={plan: limits.get("monthlyEvents") for plan, limits in api.source["x-limits"]["plans"].items()},
+        )
+
+    def schema_rejections(self, events: list) -> list[ingest.Rejection]:
+        """Each event validated on its own (3.1 semantics); the first issues of each
+        invalid one become its rejection."""
+        rejected = []
+        is_valid = self.validator.is_valid
+        for index, event in enumerate(events):
+            if is_valid(event):
+                continue
+            errors = list(self.validator.iter_errors(event))
+            if all(list(e.instance_path) == ["actor"] and type(e.kind).__name__ == "MinProperties" for e in errors):
+                rejected.append(ingest.Rejection(index, "missing_actor",
+                                                 "actor names no usable workerId, externalId or email."))
+                continue
+            issues = "; ".join(f"events[{index}].{field_of(e)}: {e.message}" for e in errors[:3])
+            rejected.append(ingest.Rejection(index, "invalid_body", issues[:1000]))
+        return rejected
 
 
-def ingest_snapshot(body: dict, principal: dict, db, request_id: str):
-    raise DomainError(501, "internal_error", "Not implemented yet.")
+@functools.lru_cache(maxsize=4)
+def _contract(api: ApiSpec) -> EventContract:
+    return EventContract(api)
+
+
+def contract() -> EventContract:
+    return _contract(current_app.extensions["runtime"].contracts.wepeople)
+
+
+def _json(body: dict, status: int) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status,
+                    mimetype="application/json")
+
+
+def _check_rate(rate_limit) -> None:
+    if rate_limit is not None and not rate_limit.allowed:
+        raise DomainError(429, "rate_limited", f"Rate limit exceeded; retry in {rate_limit.retry_after}s.",
+                          headers=rate_limit.headers())
+
+
+def _with_rate_headers(error: DomainError, rate_limit) -> DomainError:
+    # A quota 429 carries the same X-RateLimit-* headers as every other 429.
+    if rate_limit is not None and error.status_code == 429:
+        error.headers = {**rate_limit.headers(), **error.headers}
+    return error
+
+
+def ingest_events(body: dict, principal: dict, db, request_id: str, rate_limit=None):
+    _check_rate(rate_limit)
+    spec = contract()
+    events = body["events"]  # the envelope was checked before the handler runs
+    try:
+        result = ingest.ingest_events(db, principal=principal, events=events,
+                                      rejected=spec.schema_rejections(events), rules=spec.rules,
+                                      request_id=request_id)
+    except DomainError as error:
+        raise _with_rate_headers(error, rate_limit)
+    return _json({
+        "requestId": request_id,
+        "accepted": len(result.accepted),
+        "rejected": len(result.rejected),
+        "batchLimit": spec.rules.batch_limit,
+        "results": {"accepted": result.accepted, "rejected": [r.as_dict() for r in result.rejected]},
+    }, 207 if result.rejected else 202)
+
+
+def ingest_snapshot(body: dict, principal: dict, db, request_id: str, rate_limit=None):
+    _check_rate(rate_limit)
+    try:
+        worker = ingest.ingest_snapshot(db, principal=principal, snapshot=body, rules=contract().rules,
+                                        request_id=request_id)
+    except DomainError as error:
+        raise _with_rate_headers(error, rate_limit)
+    return _json({"requestId": request_id, "ok": True, "snapshotType": body["snapshotType"], "worker": worker}, 202)
