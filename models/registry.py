@@ -14,6 +14,8 @@ MODEL_MODULES = (
     "models.knowledge",
     "models.ingest",
     "models.ingest_idempotency",
+    "models.backoffice",
+    "models.outbox",
 )
 
 
