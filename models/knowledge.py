@@ -234,6 +234,9 @@ def import_document(session: Session, chatbot_id: uuid.UUID, *, source: str, tit
         KnowledgeDocument.chatbot_id == chatbot_id, KnowledgeDocument.source == source))
     if existing is not None and existing.content_sha256 == digest:
         return existing, False
+    sqlite = _is_sqlite(session)
+    if sqlite:
+        _ensure_fts(session)  # before the new passages exist: a fresh index is filled from the table
     if existing is not None:
         delete_document(session, existing)
     document = KnowledgeDocument(chatbot_id=chatbot_id, source=source, title=title, url=url,
@@ -245,8 +248,7 @@ def import_document(session: Session, chatbot_id: uuid.UUID, *, source: str, tit
                                  content=chunk) for i, chunk in enumerate(chunks)]
     session.add_all(passages)
     session.flush()
-    if _is_sqlite(session):
-        _ensure_fts(session)
+    if sqlite:
         session.execute(text(f"INSERT INTO {FTS_TABLE}(rowid, content, chatbot_id) VALUES (:id, :content, :bot)"),
                         [{"id": p.id, "content": f"{title}\n{p.content}", "bot": chatbot_id.hex} for p in passages])
     return document, True

@@ -486,7 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules with more commands, each defining `register(command, group)`.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "scripts.admin_ingest",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

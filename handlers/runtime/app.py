@@ -29,6 +29,7 @@ from handlers.runtime.idempotency import Idempotency
 from handlers.runtime.ratelimit import RateLimiter
 from handlers.runtime.middleware import EdgeMiddleware, base_url_of, request_id_of
 from handlers.runtime.security import AlpineChatAuth, WePeopleAuth, bearer_handler
+from handlers.runtime.sse import ChatStreamMiddleware
 from handlers.runtime.specs import ApiSpec, Contracts, Operation, load_contracts, snake_case
 from handlers.runtime.validation import AllErrorsParameterValidator, body_validator_for
 from models.db import Database
@@ -308,5 +309,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         app.add_error_handler(exc_type, handle)
     app.add_middleware(EdgeMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
                        contracts=contracts, renderer=runtime.renderer)
+    # Inside exception handling, before routing: streams chat turns on the event loop.
+    app.add_middleware(ChatStreamMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER)
     _add_documentation(app, runtime)
     return app

@@ -1,0 +1,152 @@
+"""Server-sent events for the chat operation, served on the event loop.
+
+connexion's FlaskApp runs Flask in a2wsgi's thread pool, where an open stream would hold
+a thread for its whole length (10 per process by default). So the chat handler only
+prepares the turn (auth, limits, budget, retrieval, the user message: short database
+work in its unit of work) and returns a marker response; `ChatStreamMiddleware`, an ASGI
+layer inside connexion's exception handling, swallows that response and streams the
+turn itself with the async provider client. An open stream then costs a coroutine and
+a socket, not a thread.
+
+The stream: `Content-Type: text/event-stream`, `Cache-Control: no-cache`,
+`X-Accel-Buffering: no` (nginx must not buffer), one `data: {json}` per event, and a
+`: keep-alive` comment whenever the turn is quiet for `CHAT_KEEPALIVE_SECONDS`.
+A client that goes away cancels the turn; what was answered so far is still stored.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import anyio
+from flask import Response, current_app
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from models.chat.config import ChatConfig
+from models.chat.turn import ChatEngine, Localizer, Turn
+
+log = logging.getLogger("sse")
+
+MARKER_HEADER = "X-Chat-Turn"
+_MARKER = MARKER_HEADER.lower().encode()
+STATE_KEY = "chat_turn"
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+KEEPALIVE = b": keep-alive\n\n"
+
+
+def engine_for(runtime) -> ChatEngine:
+    """The process's chat engine, built on first use from the runtime's settings, the
+    `CHAT_*` environment and the spec's localized messages."""
+    engine = runtime.__dict__.get("chat_engine")
+    if engine is None:
+        engine = runtime.__dict__["chat_engine"] = ChatEngine(
+            runtime.database, runtime.settings, ChatConfig.from_env(), Localizer(localized_messages(runtime)))
+    return engine
+
+
+def configure_chat(app, config: ChatConfig) -> ChatEngine:
+    """Replaces the chat engine's configuration (tests, embedding)."""
+    runtime = app.app.extensions["runtime"]
+    runtime.__dict__["chat_engine"] = ChatEngine(runtime.database, runtime.settings, config,
+                                                 Localizer(localized_messages(runtime)))
+    return runtime.__dict__["chat_engine"]
+
+
+def localized_messages(runtime) -> dict[str, dict[str, str]]:
+    schema = runtime.contracts.alpinechat.schema("ChatErrorEvent")
+    return schema["properties"]["message"].get("x-localized", {})
+
+
+def chat_engine() -> ChatEngine:
+    return engine_for(current_app.extensions["runtime"])
+
+
+def event_stream(turn: Turn) -> Response:
+    """Hands the turn to `ChatStreamMiddleware` (same request scope) and returns the
+    marker response it replaces."""
+    from connexion import context
+
+    context.scope.setdefault("state", {})[STATE_KEY] = turn
+    return Response(b"", status=200, headers={MARKER_HEADER: "1"})
+
+
+def encode(event: dict | None) -> bytes:
+    if event is None:
+        return KEEPALIVE
+    return b"data: " + json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+
+class ChatStreamMiddleware:
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith("/api/chat/"):
+            await self.app(scope, receive, send)
+            return
+        intercepted = False
+
+        async def swallow_marker(message: Message) -> None:
+            nonlocal intercepted
+            if message["type"] == "http.response.start" and any(k == _MARKER for k, _ in message["headers"]):
+                intercepted = True
+            if not intercepted:
+                await send(message)
+
+        await self.app(scope, receive, swallow_marker)
+        if intercepted:
+            # The handler's unit of work has committed by now: the turn is durable.
+            turn: Turn = scope["state"].pop(STATE_KEY)
+            await stream_turn(turn, receive, send)
+
+
+async def stream_turn(turn: Turn, receive: Receive, send: Send) -> None:
+    gone = asyncio.Event()
+
+    async def pump() -> None:
+        events = turn.events()
+        try:
+            async for event in events:
+                await send({"type": "http.response.body", "body": encode(event), "more_body": True})
+        except OSError:  # the socket broke under us
+            gone.set()
+        finally:
+            await events.aclose()
+
+    async def watch() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone.set()
+                return
+
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": list(SSE_HEADERS)})
+        pump_task = asyncio.create_task(pump())
+        watch_task = asyncio.create_task(watch())
+        gone_task = asyncio.create_task(gone.wait())
+        try:
+            await asyncio.wait({pump_task, gone_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump_task, watch_task, gone_task):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(pump_task, watch_task, gone_task, return_exceptions=True)
+        if gone.is_set():
+            turn.disconnected()
+        else:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except OSError:
+        turn.disconnected()
+    finally:
+        # Stored even when the client left or the loop is shutting this task down.
+        with anyio.CancelScope(shield=True):
+            try:
+                await anyio.to_thread.run_sync(turn.finalize)
+            except Exception:
+                log.exception("could not store the chat turn")

@@ -1,0 +1,234 @@
+"""Chat providers: OpenAI and Azure OpenAI through the `openai` SDK (async, streamed),
+and an offline extractive provider that quotes the retrieved passages when no key is
+configured. Each yields the same small set of events."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import re
+import weakref
+from typing import Any, AsyncIterator, Protocol
+
+from models.chat.config import ChatConfig, estimate_tokens
+
+
+@dataclasses.dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text as the model wrote it
+
+
+@dataclasses.dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Finish:
+    reason: str  # stop | length | tool_calls | content_filter
+
+
+class UpstreamError(Exception):
+    """The provider failed or timed out; the turn ends with `error` + `finish: error`."""
+
+
+@dataclasses.dataclass
+class ProviderRequest:
+    model: str
+    messages: list[dict[str, Any]]
+    max_tokens: int
+    tools: list[dict[str, Any]] | None = None
+    # For the extractive provider: what was asked and what was found.
+    question: str = ""
+    language: str = "de"
+    passages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+class Provider(Protocol):
+    name: str
+    supports_tools: bool
+
+    def stream(self, request: ProviderRequest) -> AsyncIterator[TextDelta | ToolCall | Usage | Finish]: ...
+
+    async def flagged(self, text: str) -> bool: ...
+
+
+class OpenAIProvider:
+    """OpenAI, or Azure OpenAI (where `model` is the deployment name)."""
+
+    supports_tools = True
+
+    def __init__(self, client, name: str = "openai"):
+        self.client = client
+        self.name = name
+
+    async def stream(self, request: ProviderRequest):
+        import openai
+
+        arguments: dict[str, Any] = {}
+        if request.tools:
+            arguments["tools"] = request.tools
+        tool_parts: dict[int, dict[str, str]] = {}
+        usage_seen = False
+        try:
+            stream = await self.client.chat.completions.create(
+                model=request.model, messages=request.messages, max_tokens=request.max_tokens,
+                stream=True, stream_options={"include_usage": True}, **arguments)
+            try:
+                async for chunk in stream:
+                    if chunk.usage is not None:
+                        usage_seen = True
+                        yield Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
+                    for choice in chunk.choices or ():
+                        delta = choice.delta
+                        if delta is not None and delta.content:
+                            yield TextDelta(delta.content)
+                        for call in (delta.tool_calls if delta is not None else None) or ():
+                            part = tool_parts.setdefault(call.index or 0, {"id": "", "name": "", "arguments": ""})
+                            part["id"] = call.id or part["id"]
+                            if call.function is not None:
+                                part["name"] += call.function.name or ""
+                                part["arguments"] += call.function.arguments or ""
+                        if choice.finish_reason:
+                            for index in sorted(tool_parts):
+                                part = tool_parts[index]
+                                yield ToolCall(part["id"] or f"call_{index}", part["name"], part["arguments"])
+                            tool_parts.clear()
+                            yield Finish(choice.finish_reason)
+            finally:
+                await stream.close()
+        except openai.APIError as exc:
+            raise UpstreamError(f"{type(exc).__name__}: {exc}") from exc
+        if not usage_seen:  # some deployments do not report usage on streams
+            prompt = sum(estimate_tokens(json.dumps(m, ensure_ascii=False)) for m in request.messages)
+            yield Usage(prompt, 0)
+
+    async def flagged(self, text: str) -> bool:
+        import openai
+
+        try:
+            result = await self.client.moderations.create(input=text)
+        except openai.APIError as exc:
+            raise UpstreamError(f"moderation: {exc}") from exc
+        return any(r.flagged for r in result.results)
+
+
+EXTRACTIVE_INTRO = {
+    "de": "Automatische Auszüge aus der Wissensbasis (keine KI-Antwort):",
+    "en": "Automatic excerpts from the knowledge base (not an AI answer):",
+    "it": "Estratti automatici dalla base di conoscenza (non una risposta IA):",
+}
+EXTRACTIVE_NOTHING = {
+    "de": "Dazu habe ich in der Wissensbasis leider nichts gefunden.",
+    "en": "I could not find anything about that in the knowledge base.",
+    "it": "Non ho trovato nulla al riguardo nella base di conoscenza.",
+}
+EXTRACTIVE_SOURCE = {"de": "Quelle", "en": "Source", "it": "Fonte"}
+
+
+class ExtractiveProvider:
+    """No network, no model: quotes the best passages and names their sources."""
+
+    name = "extractive"
+    supports_tools = False
+
+    async def stream(self, request: ProviderRequest):
+        language = request.language if request.language in EXTRACTIVE_INTRO else "de"
+        if request.passages:
+            parts = [EXTRACTIVE_INTRO[language]]
+            for passage in request.passages[:3]:
+                excerpt = _excerpt(passage["content"], 320)
+                source = f" ({EXTRACTIVE_SOURCE[language]}: {passage['url']})" if passage.get("url") else ""
+                parts.append(f"\n\n{passage['title']}: {excerpt}{source}")
+            answer = "".join(parts)
+        else:
+            answer = EXTRACTIVE_NOTHING[language]
+        completion = 0
+        words = re.findall(r"\S+\s*|\s+", answer)
+        budget = request.max_tokens
+        for i in range(0, len(words), 4):
+            chunk = "".join(words[i:i + 4])
+            cost = estimate_tokens(chunk)
+            if completion + cost > budget:
+                yield Usage(_prompt_tokens(request), completion)
+                yield Finish("length")
+                return
+            completion += cost
+            yield TextDelta(chunk)
+            await asyncio.sleep(0)  # let other streams on the loop move
+        yield Usage(_prompt_tokens(request), completion)
+        yield Finish("stop")
+
+    async def flagged(self, text: str) -> bool:
+        return False
+
+
+def _prompt_tokens(request: ProviderRequest) -> int:
+    return sum(estimate_tokens(str(m.get("content") or "")) for m in request.messages)
+
+
+def _excerpt(content: str, limit: int) -> str:
+    lines = [line for line in content.splitlines() if line.strip()]
+    flat = " ".join(line.strip().lstrip("-*# ").strip() for line in lines[1:] or lines)
+    if len(flat) <= limit:
+        return flat
+    cut = flat.rfind(". ", 0, limit)
+    return flat[: cut + 1] if cut > limit // 2 else flat[:limit].rsplit(" ", 1)[0] + " …"
+
+
+class ProviderFactory:
+    """Chooses the provider from the settings: Azure when an endpoint is set, OpenAI when
+    a key is set, the extractive provider otherwise. SDK clients hold connection pools
+    bound to one event loop, so there is one client per running loop."""
+
+    def __init__(self, settings, config: ChatConfig):
+        self.settings = settings
+        self.config = config
+        if settings.azure_openai_endpoint and settings.azure_openai_api_key:
+            self.kind = "azure"
+        elif settings.openai_api_key:
+            self.kind = "openai"
+        else:
+            self.kind = "extractive"
+        self._clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
+
+    def model_for(self, chatbot_model: str | None) -> str:
+        if self.kind == "extractive":
+            return "extractive"
+        return chatbot_model or self.settings.openai_model
+
+    def provider(self) -> Provider:
+        if self.kind == "extractive":
+            return ExtractiveProvider()
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = self._make_client()
+        return OpenAIProvider(client, self.kind)
+
+    def _make_client(self):
+        import httpx2
+        import openai
+
+        s = self.settings
+        # Per-chunk read timeout: a stalled upstream fails instead of hanging the stream.
+        timeout = httpx2.Timeout(s.openai_timeout, connect=min(5.0, s.openai_timeout))
+        http_client = openai.DefaultAsyncHttpxClient(
+            timeout=timeout,
+            limits=httpx2.Limits(max_connections=self.config.upstream_connections,
+                                 max_keepalive_connections=min(200, self.config.upstream_connections)))
+        if self.kind == "azure":
+            return openai.AsyncAzureOpenAI(
+                azure_endpoint=s.azure_openai_endpoint, api_key=s.azure_openai_api_key,
+                api_version=s.azure_openai_api_version or "2024-10-21", timeout=timeout, max_retries=1,
+                http_client=http_client)
+        return openai.AsyncOpenAI(api_key=s.openai_api_key, base_url=s.openai_base_url, timeout=timeout,
+                                  max_retries=1, http_client=http_client)

@@ -1,0 +1,404 @@
+"""One chat turn, in two halves.
+
+`prepare` runs in the request's unit of work (a worker thread): it checks access,
+limits, blocklist and budget, stores the user message, retrieves passages, builds the
+prompt, and reserves the assistant message with the turn's worst-case cost (so that
+concurrent turns cannot overspend a budget). It returns a `TurnPlan`.
+
+`Turn.events` then runs on the event loop: it streams the provider's answer as
+ChatStreamEvent dicts, runs tools (in threads) and turns their results into cards.
+`Turn.finalize` writes what happened (also a partial answer after a disconnect or an
+upstream failure) in a unit of work of its own.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import logging
+import re
+import uuid
+from typing import Any, AsyncIterator, Callable
+
+import anyio
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from models import alpinechat, conversations, knowledge
+from models.chat import tools
+from models.chat.config import ChatConfig, estimate_tokens
+from models.chat.providers import (Finish, ProviderFactory, ProviderRequest, TextDelta, ToolCall, UpstreamError,
+                                   Usage)
+from models.conversations import Conversation, Message
+from models.db import Database, utcnow
+
+log = logging.getLogger("chat")
+
+LANGUAGE_NAMES = {"de": "German", "en": "English", "it": "Italian"}
+_END = object()
+PENDING = None  # finish_reason of a reserved assistant message whose stream is still running
+
+
+@dataclasses.dataclass
+class TurnPlan:
+    chatbot_id: uuid.UUID
+    language: str
+    # Events to send instead of calling the provider (limits, budget, blocked); None: call it.
+    immediate: list[dict[str, Any]] | None = None
+    conversation_id: uuid.UUID | None = None
+    assistant_message_id: uuid.UUID | None = None
+    model: str = ""
+    question: str = ""
+    messages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    sources: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    passages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    reservation_usd: float = 0.0
+
+
+class Localizer:
+    """End-customer messages from the spec's `x-localized` beside ChatErrorEvent.message."""
+
+    def __init__(self, messages: dict[str, dict[str, str]]):
+        self.messages = messages
+
+    def __call__(self, key: str, language: str, **values) -> str:
+        texts = self.messages.get(key) or {}
+        text = texts.get(language) or texts.get("en") or next(iter(texts.values()), key)
+        return text.format(**values)
+
+
+class ChatEngine:
+    """What every turn of one process shares: configuration, provider clients, messages."""
+
+    def __init__(self, database: Database, settings, config: ChatConfig, localizer: Localizer):
+        self.database = database
+        self.settings = settings
+        self.config = config
+        self.localize = localizer
+        self.providers = ProviderFactory(settings, config)
+        factory = tools.WEATHER_PROVIDERS.get(config.weather_provider, tools.WEATHER_PROVIDERS["none"])
+        self.weather = factory(config.weather_timeout_seconds)
+
+    # ── First half: in the request's transaction ─────────────────────────────
+    def prepare(self, session: Session, *, slug: str, principal: dict, request: dict,
+                rate_limit=None) -> TurnPlan:
+        chatbot = alpinechat.chatbot_for_principal(session, slug, principal)
+        language = request.get("language") or chatbot.language
+        plan = TurnPlan(chatbot_id=chatbot.id, language=language)
+
+        def stop(reason: str, key: str, **values) -> TurnPlan:
+            plan.immediate = [error_event(self.localize(key, language, **values)), finish_event(reason)]
+            return plan
+
+        if rate_limit is not None and not rate_limit.allowed:
+            return stop("error", "rate_limited", seconds=rate_limit.retry_after)
+
+        conversation = conversations.get_or_create_conversation(
+            session, chatbot.id, request["session_id"], language=language, page_url=request.get("page_url"))
+        plan.conversation_id = conversation.id
+        user_turns = session.scalar(select(func.count()).select_from(Message).where(
+            Message.conversation_id == conversation.id, Message.role == "user")) or 0
+        if user_turns >= chatbot.session_message_cap:
+            return stop("error", "session_limit")
+
+        message = request["message"]
+        page_context = request.get("page_context")
+        conversations.add_message(session, conversation, "user", message, page_url=request.get("page_url"),
+                                  language=request.get("language"), page_context=page_context)
+        if blocked(message, chatbot.blocklist or ()):
+            conversations.add_message(session, conversation, "assistant", "", finish_reason="blocked")
+            return stop("blocked", "blocked")
+
+        model = self.providers.model_for(chatbot.model)
+        history = self._history(session, conversation.id)
+        hits = knowledge.search(session, chatbot.id, message, limit=self.config.retrieval_limit)
+        page_enabled = bool((((chatbot.widget_config or {}).get("features") or {}).get("page_context") or {})
+                            .get("enabled"))
+        messages = build_messages(chatbot, language, hits, history, message,
+                                  page_context if page_enabled else None, tools_enabled=self._tools_enabled())
+        rounds = 1 + (self.config.max_tool_rounds if self._tools_enabled() else 0)
+        prompt_estimate = sum(estimate_tokens(json.dumps(m, ensure_ascii=False)) for m in messages) + 300
+        # Worst case: every round re-sends the prompt (plus tool results) and writes max_tokens.
+        reservation = self.config.prices.cost(model, prompt_estimate * rounds, self.config.max_output_tokens * rounds)
+
+        if chatbot.monthly_budget_usd is not None:
+            lock_chatbot(session, chatbot.id)  # budget checks of one chatbot take turns
+            spent = month_spend(session, chatbot.id)
+            if spent + reservation > chatbot.monthly_budget_usd:
+                conversations.add_message(session, conversation, "assistant", "", finish_reason="budget_exceeded",
+                                          model=model)
+                return stop("budget_exceeded", "budget_exceeded")
+
+        assistant = conversations.add_message(session, conversation, "assistant", "", model=model,
+                                              cost_usd=reservation, finish_reason=PENDING)
+        plan.assistant_message_id = assistant.id
+        plan.model = model
+        plan.question = message
+        plan.messages = messages
+        plan.reservation_usd = reservation
+        plan.passages = [{"title": h.title, "url": h.url, "content": h.content} for h in hits]
+        seen: set[tuple] = set()
+        for hit in hits:
+            if (hit.title, hit.url) not in seen:
+                seen.add((hit.title, hit.url))
+                plan.sources.append({"title": hit.title, "url": hit.url or ""})
+        return plan
+
+    def _tools_enabled(self) -> bool:
+        return self.providers.kind != "extractive"
+
+    def _history(self, session: Session, conversation_id: uuid.UUID) -> list[dict[str, str]]:
+        """Earlier user and assistant messages, newest kept first, within the token budget."""
+        rows = session.execute(select(Message.role, Message.content).where(
+            Message.conversation_id == conversation_id, Message.role.in_(("user", "assistant")),
+            Message.content != "").order_by(Message.seq.desc()).limit(50)).all()
+        budget = self.config.history_tokens
+        kept: list[dict[str, str]] = []
+        for role, content in rows:
+            cost = estimate_tokens(content)
+            if cost > budget:
+                break
+            budget -= cost
+            kept.append({"role": role, "content": content})
+        kept.reverse()
+        return kept
+
+    def turn(self, plan: TurnPlan) -> "Turn":
+        return Turn(self, plan)
+
+
+def error_event(message: str) -> dict[str, Any]:
+    return {"type": "error", "message": message}
+
+
+def finish_event(reason: str) -> dict[str, Any]:
+    return {"type": "finish", "reason": reason}
+
+
+def blocked(message: str, blocklist) -> bool:
+    """A blocklist entry matches as a whole word or phrase, ignoring case."""
+    folded = message.casefold()
+    for entry in blocklist:
+        entry = str(entry).strip().casefold()
+        if entry and re.search(rf"(?<!\w){re.escape(entry)}(?!\w)", folded):
+            return True
+    return False
+
+
+def lock_chatbot(session: Session, chatbot_id: uuid.UUID) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(alpinechat.Chatbot.id).where(alpinechat.Chatbot.id == chatbot_id).with_for_update())
+
+
+def month_start(now: dt.datetime | None = None) -> dt.datetime:
+    now = now or utcnow()
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def month_spend(session: Session, chatbot_id: uuid.UUID, now: dt.datetime | None = None) -> float:
+    """This calendar month's (UTC) spend, reservations of running turns included."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(Message.cost_usd), 0))
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Conversation.chatbot_id == chatbot_id, Message.created_at >= month_start(now)))
+    return float(total or 0)
+
+
+def build_messages(chatbot, language: str, hits: list[knowledge.Hit], history: list[dict[str, str]],
+                   message: str, page_context: dict | None, *, tools_enabled: bool) -> list[dict[str, Any]]:
+    lines = [
+        f"You are the assistant of the website \"{chatbot.title}\". Answer in {LANGUAGE_NAMES.get(language, language)},"
+        " briefly and friendly.",
+        "Ground your answer in the knowledge excerpts below; if they do not cover the question, say so "
+        "rather than inventing facts.",
+    ]
+    if tools_enabled:
+        lines.append("Use the tools for tour searches, maps, booking links and weather; their results are shown "
+                     "to the visitor as cards, so summarize them instead of repeating every detail.")
+    if hits:
+        lines.append("\nKnowledge excerpts:")
+        for i, hit in enumerate(hits, 1):
+            lines.append(f"[{i}] {hit.title}{' (' + hit.url + ')' if hit.url else ''}\n{hit.content}")
+    if page_context:
+        parts = [f"{k}: {str(page_context[k])[:800]}" for k in ("title", "url", "excerpt") if page_context.get(k)]
+        if parts:
+            lines.append("\nThe visitor is looking at this page:\n" + "\n".join(parts))
+    return [{"role": "system", "content": "\n".join(lines)}, *history, {"role": "user", "content": message}]
+
+
+@dataclasses.dataclass
+class Outcome:
+    text: list[str] = dataclasses.field(default_factory=list)
+    finish: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    tool_records: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    error: str | None = None
+
+
+class Turn:
+    def __init__(self, engine: ChatEngine, plan: TurnPlan):
+        self.engine = engine
+        self.plan = plan
+        self.outcome = Outcome()
+        self._finalized = False
+
+    async def events(self) -> AsyncIterator[dict[str, Any] | None]:
+        """ChatStreamEvent dicts in the documented order; None while nothing happened for
+        `keepalive_seconds` (the transport sends a keep-alive comment then)."""
+        plan = self.plan
+        if plan.immediate is not None:
+            for event in plan.immediate:
+                yield event
+            yield {"type": "done"}
+            return
+        config = self.engine.config
+        outcome = self.outcome
+        if plan.sources:
+            yield {"type": "rag", "sources": plan.sources}
+        cards: list[dict[str, Any]] = []
+        # The provider and the tools run in a task of their own; this side waits on a
+        # queue with timeouts, so it can keep the connection alive and enforce the
+        # turn's deadline whatever the upstream does.
+        queue: asyncio.Queue = asyncio.Queue()
+        producer = asyncio.create_task(self._produce(queue, cards))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + config.turn_timeout_seconds
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise TimeoutError(f"turn exceeded {config.turn_timeout_seconds}s")
+                try:
+                    item = await asyncio.wait_for(queue.get(), min(config.keepalive_seconds, remaining))
+                except TimeoutError:
+                    yield None
+                    continue
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        except (UpstreamError, TimeoutError) as exc:
+            log.warning("chat upstream failed for chatbot %s: %s", plan.chatbot_id, exc)
+            outcome.error = str(exc) or type(exc).__name__
+            outcome.finish = "error"
+            yield error_event(self.engine.localize("upstream_error", plan.language))
+        except Exception as exc:  # a bug must still end the stream in the documented way
+            log.exception("chat turn failed for chatbot %s", plan.chatbot_id)
+            outcome.error = f"{type(exc).__name__}: {exc}"
+            outcome.finish = "error"
+            yield error_event(self.engine.localize("upstream_error", plan.language))
+        finally:
+            if not producer.done():
+                producer.cancel()
+        for card in cards:
+            yield {"type": "card", "card": card}
+        if not (outcome.finish == "blocked" and not outcome.prompt_tokens):
+            if not outcome.prompt_tokens and not outcome.completion_tokens and outcome.text:
+                outcome.completion_tokens = estimate_tokens("".join(outcome.text))
+            outcome.cost_usd = config.prices.cost(plan.model, outcome.prompt_tokens, outcome.completion_tokens)
+            yield {"type": "usage", "prompt_tokens": outcome.prompt_tokens,
+                   "completion_tokens": outcome.completion_tokens, "cost_usd": outcome.cost_usd}
+        yield finish_event(outcome.finish or "stop")
+        yield {"type": "done"}
+
+    async def _produce(self, queue: asyncio.Queue, cards: list[dict[str, Any]]) -> None:
+        try:
+            provider = self.engine.providers.provider()
+            if self.engine.config.moderation and await provider.flagged(self.plan.question):
+                self.outcome.finish = "blocked"
+                await queue.put(error_event(self.engine.localize("blocked", self.plan.language)))
+            else:
+                async for event in self._answer(provider, cards):
+                    await queue.put(event)
+            await queue.put(_END)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # handed to the consumer, which ends the stream
+            await queue.put(exc)
+
+    async def _answer(self, provider, cards: list[dict[str, Any]]):
+        plan, config, outcome = self.plan, self.engine.config, self.outcome
+        messages = list(plan.messages)
+        use_tools = provider.supports_tools
+        for round_ in range(config.max_tool_rounds + 1):
+            request = ProviderRequest(
+                model=plan.model, messages=messages, max_tokens=config.max_output_tokens,
+                tools=tools.TOOL_SCHEMAS if use_tools and round_ < config.max_tool_rounds else None,
+                question=plan.question, language=plan.language, passages=plan.passages)
+            calls: list[ToolCall] = []
+            finish = "stop"
+            async for event in provider.stream(request):
+                if isinstance(event, TextDelta):
+                    outcome.text.append(event.text)
+                    yield {"type": "text", "content": event.text}
+                elif isinstance(event, ToolCall):
+                    calls.append(event)
+                elif isinstance(event, Usage):
+                    outcome.prompt_tokens += event.prompt_tokens
+                    outcome.completion_tokens += event.completion_tokens
+                elif isinstance(event, Finish):
+                    finish = event.reason
+            if not calls:
+                outcome.finish = {"length": "length", "content_filter": "blocked"}.get(finish, "stop")
+                if outcome.finish == "blocked":
+                    yield error_event(self.engine.localize("blocked", plan.language))
+                return
+            messages.append({"role": "assistant", "content": None, "tool_calls": [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in calls]})
+            for call in calls:
+                result = await anyio.to_thread.run_sync(self._run_tool, call)
+                if result.card is not None:
+                    cards.append(result.card)
+                outcome.tool_records.append({"call_id": call.id, "name": call.name, "arguments": call.arguments,
+                                             "result": result.result, "card": result.card})
+                messages.append({"role": "tool", "tool_call_id": call.id,
+                                 "content": json.dumps(result.result, ensure_ascii=False, default=str)[:6000]})
+        outcome.finish = "stop"
+
+    def _run_tool(self, call: ToolCall) -> tools.ToolResult:
+        with self.engine.database.unit_of_work() as session:
+            chatbot = session.get(alpinechat.Chatbot, self.plan.chatbot_id)
+            return tools.run_tool(session, chatbot, call.name, call.arguments, weather=self.engine.weather)
+
+    def disconnected(self) -> None:
+        if self.outcome.finish is None:
+            self.outcome.finish = "disconnected"
+
+    def finalize(self) -> None:
+        """Writes the answer (complete or partial), its tool calls, tokens and cost, and
+        releases the reservation. Idempotent."""
+        if self._finalized or self.plan.assistant_message_id is None:
+            return
+        self._finalized = True
+        plan, outcome, config = self.plan, self.outcome, self.engine.config
+        if not outcome.cost_usd and (outcome.prompt_tokens or outcome.completion_tokens or outcome.text):
+            completion = outcome.completion_tokens or estimate_tokens("".join(outcome.text))
+            prompt = outcome.prompt_tokens or sum(estimate_tokens(json.dumps(m, ensure_ascii=False))
+                                                  for m in plan.messages)
+            outcome.cost_usd = config.prices.cost(plan.model, prompt, completion)
+        with self.engine.database.unit_of_work() as session:
+            conversation = session.get(Conversation, plan.conversation_id)
+            for record in outcome.tool_records:
+                conversations.add_message(
+                    session, conversation, "tool",
+                    json.dumps(record["result"], ensure_ascii=False, default=str)[:20000],
+                    tool_name=record["name"][:100],
+                    tool_payload={"call_id": record["call_id"], "arguments": record["arguments"],
+                                  "result": record["result"], "card": record["card"]})
+            assistant = session.get(Message, plan.assistant_message_id)
+            if assistant is None:  # deleted meanwhile (conversation removed by the back office)
+                return
+            last = session.scalar(select(func.max(Message.seq)).where(Message.conversation_id == conversation.id))
+            if outcome.tool_records:
+                assistant.seq = (last or 0) + 1  # the answer follows its tool calls
+            assistant.content = "".join(outcome.text)
+            assistant.finish_reason = outcome.finish or "disconnected"
+            assistant.prompt_tokens = outcome.prompt_tokens
+            assistant.completion_tokens = outcome.completion_tokens
+            assistant.cost_usd = outcome.cost_usd
+            assistant.tool_payload = {"error": outcome.error} if outcome.error else None
