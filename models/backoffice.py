@@ -103,6 +103,14 @@ def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def parse_uuid(value: str | None) -> uuid.UUID | None:
+    """None for anything that is not a UUID: callers treat it as an unknown id."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
 def _id(value: uuid.UUID | None) -> str | None:
     return str(value) if value is not None else None
 
@@ -209,7 +217,8 @@ def create_escalation(session: Session, chatbot: Chatbot, data: dict[str, Any]) 
     )
     conversation = None
     if data.get("conversation_id"):
-        conversation = find_conversation(session, chatbot.id, uuid.UUID(data["conversation_id"]))
+        conversation_id = parse_uuid(data["conversation_id"])
+        conversation = find_conversation(session, chatbot.id, conversation_id) if conversation_id else None
     elif escalation.session_id:
         conversation = find_conversation_by_session(session, chatbot.id, escalation.session_id)
     escalation.conversation_id = conversation.id if conversation else None
@@ -252,12 +261,10 @@ def rate_message(session: Session, chatbot: Chatbot, conversation_id: str, ratin
                  message_id: str | None = None, comment: str | None = None) -> Feedback:
     """Rates an assistant message of one of this chatbot's conversations (the last
     one when `message_id` is empty); rating again replaces the earlier rating."""
-    conversation = find_conversation(session, chatbot.id, uuid.UUID(conversation_id))
-    if conversation is None:
-        raise DomainError(404, "not_found", "No such conversation for this chatbot.")
+    conversation = _own_conversation(session, chatbot, conversation_id)
     query = select(Message).where(Message.conversation_id == conversation.id, Message.role == "assistant")
     if message_id:
-        query = query.where(Message.id == uuid.UUID(message_id))
+        query = query.where(Message.id == parse_uuid(message_id))
     else:
         query = query.order_by(Message.seq.desc()).limit(1)
     message = session.scalar(query)
@@ -292,10 +299,16 @@ def list_conversations(session: Session, chatbot: Chatbot, limit: int = 20) -> l
 
 def conversation_messages(session: Session, chatbot: Chatbot, conversation_id: str) -> list[Message]:
     """404 for a conversation that is not this chatbot's, whoever's it is."""
-    conversation = find_conversation(session, chatbot.id, uuid.UUID(conversation_id))
+    return list(_own_conversation(session, chatbot, conversation_id).messages)
+
+
+def _own_conversation(session: Session, chatbot: Chatbot, conversation_id: str) -> Conversation:
+    """404 alike for a malformed id, an unknown one and another chatbot's."""
+    parsed = parse_uuid(conversation_id)
+    conversation = find_conversation(session, chatbot.id, parsed) if parsed else None
     if conversation is None:
         raise DomainError(404, "not_found", "No such conversation for this chatbot.")
-    return list(conversation.messages)
+    return conversation
 
 
 # ── Proactive telemetry ──────────────────────────────────────────────────────

@@ -191,11 +191,13 @@ def deliver(database: Database, delivery_id: uuid.UUID, settings: Settings, *, w
 
 def run_once(database: Database, settings: Settings, *, worker: str, now: dt.datetime | None = None,
              limit: int = 10, policy: RetryPolicy = RetryPolicy(), http_client=None,
-             on_outcome: Callable[[uuid.UUID, sender.Outcome], None] | None = None) -> int:
-    """Claims and attempts every due delivery (batch by batch); returns how many were tried."""
+             on_outcome: Callable[[uuid.UUID, sender.Outcome], None] | None = None,
+             should_stop: Callable[[], bool] = lambda: False) -> int:
+    """Claims and attempts every due delivery (batch by batch); returns how many were tried.
+    A stop request ends it between batches; leases of an unfinished batch simply expire."""
     tried = 0
     seen: set[uuid.UUID] = set()
-    while True:
+    while not should_stop():
         moment = now or utcnow()
         lease = dt.timedelta(seconds=60 + limit * (sender.HTTP_TIMEOUT + sender.SMTP_TIMEOUT))
         ids = [i for i in claim(database, worker, now=moment, limit=limit, lease=lease) if i not in seen]
@@ -208,6 +210,7 @@ def run_once(database: Database, settings: Settings, *, worker: str, now: dt.dat
             tried += 1
             if on_outcome:
                 on_outcome(delivery_id, outcome)
+    return tried
 
 
 # ── Back office ──────────────────────────────────────────────────────────────

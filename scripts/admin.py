@@ -487,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Modules with more commands, each defining `register(command, group)`.
 COMMAND_MODULES: tuple[str, ...] = (
+    "scripts.admin_backoffice",
     "scripts.admin_ingest",
 )
 

@@ -1,12 +1,28 @@
-"""AlpineChat operations tagged `Escalations`: built in a later issue."""
+"""AlpineChat operations tagged `Escalations`."""
 from __future__ import annotations
 
-from models.errors import DomainError
+from flask import current_app
+
+from models import alpinechat, backoffice
 
 
-def post_escalate(*args, **kwargs):
-    raise DomainError(501, "not_implemented", "Not implemented yet.")
+def _confirmation(language: str) -> str:
+    """EscalationResponse.message's x-localized text in the chatbot's language."""
+    api = current_app.extensions["runtime"].contracts.alpinechat
+    message = api.schema("EscalationResponse")["properties"]["message"]
+    localized = message.get("x-localized", {})
+    return localized.get(language) or message.get("example", "")
 
 
-def get_escalations(*args, **kwargs):
-    raise DomainError(501, "not_implemented", "Not implemented yet.")
+def post_escalate(slug: str, body: dict, db, principal: dict):
+    # 3/h per IP x chatbot comes from the operation's x-rate-limit, before we run.
+    chatbot = alpinechat.chatbot_for_principal(db, slug, principal)
+    escalation = backoffice.create_escalation(db, chatbot, body)
+    return {"id": str(escalation.id), "status": escalation.status,
+            "message": _confirmation(chatbot.language)}, 201
+
+
+def get_escalations(slug: str, db, principal: dict, status: str | None = None, limit: int = 50):
+    chatbot = alpinechat.chatbot_for_principal(db, slug, principal)
+    escalations = backoffice.list_escalations(db, chatbot, status=status, limit=limit)
+    return {"data": [backoffice.escalation_dict(e) for e in escalations]}

@@ -1,8 +1,12 @@
-"""AlpineChat operations tagged `Feedback`: built in a later issue."""
+"""AlpineChat operations tagged `Feedback`."""
 from __future__ import annotations
 
-from models.errors import DomainError
+from models import alpinechat, backoffice
 
 
-def post_feedback(*args, **kwargs):
-    raise DomainError(501, "not_implemented", "Not implemented yet.")
+def post_feedback(slug: str, body: dict, db):
+    # Public: the conversation (and message) must be this chatbot's, else 404.
+    chatbot = alpinechat.require_active_chatbot(db, slug)
+    feedback = backoffice.rate_message(db, chatbot, body["conversation_id"], body["rating"],
+                                       message_id=body.get("message_id"), comment=body.get("comment"))
+    return {"ok": True, "message_id": str(feedback.message_id), "rating": feedback.rating}

@@ -24,6 +24,7 @@ from flask import request as flask_request
 from starlette.exceptions import HTTPException
 
 from handlers.runtime.config import Settings
+from handlers.runtime.cors import ChatbotCorsMiddleware
 from handlers.runtime.errors import ApiError, ErrorRenderer
 from handlers.runtime.idempotency import Idempotency
 from handlers.runtime.ratelimit import RateLimiter
@@ -309,6 +310,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         app.add_error_handler(exc_type, handle)
     app.add_middleware(EdgeMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
                        contracts=contracts, renderer=runtime.renderer)
+    # Inside the edge layer (responses get request ids), before routing (answers preflights).
+    app.add_middleware(ChatbotCorsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
+                       contracts=contracts, database=database)
     # Inside exception handling, before routing: streams chat turns on the event loop.
     app.add_middleware(ChatStreamMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER)
     _add_documentation(app, runtime)

@@ -1,0 +1,83 @@
+"""Delivery worker: sends the outbox's e-mails and webhooks, with retries and backoff.
+
+    scripts/worker                 # loop: poll every --interval seconds until SIGTERM/SIGINT
+    scripts/worker --once          # attempt everything due now, print a summary, exit
+
+Reads the same environment as the server (DATABASE_URL, SMTP_*, MAIL_FROM,
+WEBHOOK_ALLOW_PRIVATE). Run as many as you like against the same database: each
+delivery is leased to one worker at a time (see models/outbox.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+
+from handlers.runtime.config import Settings
+from models import outbox
+from models.db import Database
+
+log = logging.getLogger("worker")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = outbox.RetryPolicy()
+    parser = argparse.ArgumentParser(prog="scripts/worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--once", action="store_true", help="attempt what is due now, then exit")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between polls when idle")
+    parser.add_argument("--batch", type=int, default=10, help="deliveries leased per claim")
+    parser.add_argument("--max-attempts", type=int, default=defaults.max_attempts)
+    parser.add_argument("--backoff", type=float, default=defaults.base_seconds,
+                        help="seconds before the first retry; doubles per attempt")
+    parser.add_argument("--backoff-cap", type=float, default=defaults.cap_seconds)
+    parser.add_argument("--worker-id", default=f"{socket.gethostname()}:{os.getpid()}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    policy = outbox.RetryPolicy(args.max_attempts, args.backoff, args.backoff_cap)
+    database = Database(settings.database_url, pool_size=2)
+    counts = {"attempted": 0, "delivered": 0, "failed_attempts": 0}
+
+    def count(_delivery_id, outcome) -> None:
+        counts["attempted"] += 1
+        counts["delivered" if outcome.ok else "failed_attempts"] += 1
+
+    stop = threading.Event()
+
+    def run() -> int:
+        return outbox.run_once(database, settings, worker=args.worker_id, limit=args.batch, policy=policy,
+                               on_outcome=count, should_stop=stop.is_set)
+
+    try:
+        if args.once:
+            run()
+            print(json.dumps(counts))
+            return 0
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        log.info("worker %s polling every %.1fs", args.worker_id, args.interval)
+        while not stop.is_set():
+            try:
+                tried = run()
+            except Exception:  # the database may be away for a moment; keep polling
+                log.exception("poll failed")
+                tried = 0
+            if not tried:
+                stop.wait(args.interval)
+        log.info("worker %s stopped: %s", args.worker_id, counts)
+        return 0
+    finally:
+        database.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
