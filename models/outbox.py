@@ -124,13 +124,16 @@ def notify(session: Session, chatbot: Chatbot, event_type: str, data: dict[str, 
 
 
 def claim(database: Database, worker: str, *, now: dt.datetime, limit: int = 10,
-          lease: dt.timedelta = dt.timedelta(minutes=5)) -> list[uuid.UUID]:
-    """Leases up to `limit` due deliveries to `worker` and returns their ids."""
+          lease: dt.timedelta = dt.timedelta(minutes=5),
+          exclude: set[uuid.UUID] | frozenset = frozenset()) -> list[uuid.UUID]:
+    """Leases up to `limit` due deliveries (other than `exclude`) to `worker`; returns their ids."""
     token = f"{worker}#{uuid.uuid4().hex[:8]}"
     due = (select(Delivery.id)
            .where(Delivery.status == "pending", Delivery.next_attempt_at <= now,
                   or_(Delivery.lease_until.is_(None), Delivery.lease_until < now))
            .order_by(Delivery.next_attempt_at).limit(limit))
+    if exclude:
+        due = due.where(Delivery.id.not_in(exclude))
     if not database.is_sqlite:
         due = due.with_for_update(skip_locked=True)
     with database.unit_of_work() as session:
@@ -200,7 +203,8 @@ def run_once(database: Database, settings: Settings, *, worker: str, now: dt.dat
     while not should_stop():
         moment = now or utcnow()
         lease = dt.timedelta(seconds=60 + limit * (sender.HTTP_TIMEOUT + sender.SMTP_TIMEOUT))
-        ids = [i for i in claim(database, worker, now=moment, limit=limit, lease=lease) if i not in seen]
+        # One attempt per delivery and run, even when its retry is due at once.
+        ids = claim(database, worker, now=moment, limit=limit, lease=lease, exclude=seen)
         if not ids:
             return tried
         for delivery_id in ids:
