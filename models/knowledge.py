@@ -16,7 +16,8 @@ import threading
 import uuid
 from typing import Any, Iterable
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, delete, func, literal_column, select, text
+from sqlalchemy import BigInteger, cast, ForeignKey, Index, Integer, String, Text, UniqueConstraint, delete, func, literal_column, select, text
+from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.db import Base, CreatedAt, UUIDPk
@@ -325,8 +326,7 @@ def _search_postgresql(session: Session, chatbot_id: uuid.UUID, words: str, limi
         config = literal_column(f"'{TS_CONFIGS[language]}'")
         vector = func.to_tsvector(config, KnowledgePassage.content)  # the partial index's expression
         # plainto_tsquery stems the words with the language's dictionary; OR them together.
-        query = text(f"replace(plainto_tsquery({config.text}, :words)::text, '&', '|')::tsquery").bindparams(
-            words=words)
+        query = cast(func.replace(cast(func.plainto_tsquery(config, words), Text), "&", "|"), TSQUERY)
         rank = func.ts_rank_cd(vector, query)
         statement = (select(KnowledgePassage.id, rank)
                      .where(KnowledgePassage.chatbot_id == chatbot_id, KnowledgePassage.language == language,

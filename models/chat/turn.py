@@ -104,6 +104,7 @@ class ChatEngine:
 
         message = request["message"]
         page_context = request.get("page_context")
+        history = self._history(session, conversation.id)  # before this turn's own message
         conversations.add_message(session, conversation, "user", message, page_url=request.get("page_url"),
                                   language=request.get("language"), page_context=page_context)
         if blocked(message, chatbot.blocklist or ()):
@@ -111,7 +112,6 @@ class ChatEngine:
             return stop("blocked", "blocked")
 
         model = self.providers.model_for(chatbot.model)
-        history = self._history(session, conversation.id)
         hits = knowledge.search(session, chatbot.id, message, limit=self.config.retrieval_limit)
         page_enabled = bool((((chatbot.widget_config or {}).get("features") or {}).get("page_context") or {})
                             .get("enabled"))
