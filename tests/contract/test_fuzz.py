@@ -6,6 +6,7 @@ Operations whose issue has not landed yet are left out through NOT_YET_BUILT onl
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,6 @@ MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "40"))
 
 # "METHOD path" of operations routed to a handler that is built by a later issue.
 NOT_YET_BUILT: set[str] = {
-    "POST /api/v1/ingest/events",
-    "POST /api/v1/ingest/snapshots",
-    "POST /api/chat/{slug}",
     "POST /api/chat/{slug}/telemetry/proactive",
     "POST /api/lead/{slug}",
     "GET /api/leads/{slug}",
@@ -84,6 +82,12 @@ def _auth_headers(case, key: str) -> dict[str, str]:
 @wepeople_fuzz.parametrize()
 @FUZZ_SETTINGS
 def test_wepeople_contract(case, fuzz_tenants):
+    # Idempotency-Key is stateful: the contract refuses a key reused for another body,
+    # so every generated case gets a key of its own within the spec's 200 characters
+    # (over-long keys, the negative cases, stay as generated).
+    key = (case.headers or {}).get("Idempotency-Key")
+    if key is not None and len(key) <= 200:
+        case.headers["Idempotency-Key"] = f"{key[:167]}-{uuid.uuid4().hex}"
     case.call_and_validate(headers=_auth_headers(case, fuzz_tenants["wepeople"]))
 
 
