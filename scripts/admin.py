@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import sys
 import uuid
+from pathlib import Path
 from typing import Any, Callable
 
 from alembic.runtime.migration import MigrationContext
@@ -358,6 +359,10 @@ def cmd_demo(session: Session, args) -> Output:
         )
     _, ingest_key = wepeople.create_ingest_key(session, app, name="demo")
     _, chat_key = alpinechat.create_chat_key(session, chatbot.tenant, ["*"], name="demo")
+    # The demo bot answers from the shipped pages (re-imported only when they changed).
+    from scripts.admin_chat import import_files
+
+    import_files(session, chatbot, [str(Path(__file__).with_name("demo_knowledge"))])
     return Output(
         {
             "wepeople": {"organization_id": str(org.id), "app_slug": app.slug, "key": ingest_key},
@@ -489,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMAND_MODULES: tuple[str, ...] = (
     "scripts.admin_backoffice",
     "scripts.admin_ingest",
+    "scripts.admin_chat",
 )
 
 
