@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import json
 import shutil
 import subprocess
@@ -280,6 +281,17 @@ def _resolve_path(value, path):
     return value
 
 
+def _walk_keys(node, path=()):
+    """(path, key, value) of every key in a document."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield path, key, value
+            yield from _walk_keys(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _walk_keys(value, (*path, index))
+
+
 def _extensions(node, path=()):
     """(path, key, value) of every x- key in a document."""
     if isinstance(node, dict):
@@ -367,7 +379,6 @@ def test_missing_bundle_is_stale(tmp_root):
 
 
 def test_generated_from_names_the_source(tmp_root):
-    import hashlib
     for api, (source, _) in ot.SPECS.items():
         stamp = ot.build(api)["x-generated-from"]
         assert stamp == {"source": source,
@@ -599,16 +610,6 @@ def test_both_sides_check_the_same_formats():
     assert FORMATS_30.conforms(1, "float") and FORMATS_30.conforms(0.5, "float")
     # Both sides match "pattern" with Python's re (the 3.0 side switches to ECMA when regress is installed).
     assert not has_ecma_regex()
-
-
-def _walk_keys(node, path=()):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield path, key, value
-            yield from _walk_keys(value, (*path, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from _walk_keys(value, (*path, index))
 
 
 def _is_valid_30(validator, instance) -> bool:
