@@ -208,6 +208,17 @@ def load_app(session: Session, app_id: uuid.UUID) -> App:
     return app
 
 
+def load_app_and_connection(session: Session, app_id: uuid.UUID) -> tuple[App, uuid.UUID]:
+    """The key's app and its `custom:<slug>` connection (created on first use), in one query."""
+    row = session.execute(select(App, IngestConnection.id)
+                          .outerjoin(IngestConnection, IngestConnection.app_id == App.id)
+                          .where(App.id == app_id)).first()
+    if row is None:  # the key was valid a moment ago; the app is being deleted
+        raise DomainError(401, "invalid_key", "The API key's app no longer exists.")
+    app, connection_id = row
+    return app, connection_id or ensure_connection(session, app)
+
+
 def ensure_connection(session: Session, app: App) -> uuid.UUID:
     found = session.scalar(select(IngestConnection.id).where(IngestConnection.app_id == app.id))
     if found is not None:
@@ -391,29 +402,71 @@ def _copy_text(value: Any) -> str:
 def copy_rows(session: Session, rows: Sequence[tuple]) -> None:
     """Writes event rows (EVENT_COLUMNS order; metadata already JSON text) within the
     session's transaction: COPY on PostgreSQL, executemany elsewhere."""
-    if not rows:
-        return
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        buffer = io.StringIO()
-        write = buffer.write
-        for row in rows:
-            write("\t".join([_copy_text(v) for v in row]))
-            write("\n")
-        buffer.seek(0)
-        cursor = connection.connection.dbapi_connection.cursor()
-        try:
-            cursor.copy_expert(f"COPY ingest_events ({', '.join(EVENT_COLUMNS)}) FROM STDIN", buffer)
-        finally:
-            cursor.close()
-        return
-    records = []
+    writer = EventWriter(session)
     for row in rows:
-        record = dict(zip(EVENT_COLUMNS, row))
-        if record["metadata"] is not None:
-            record["metadata"] = json.loads(record["metadata"])
-        records.append(record)
-    session.execute(insert(IngestEvent.__table__), records)
+        writer.add_row(row)
+    writer.flush()
+
+
+def write_events(writer: "EventWriter") -> None:
+    writer.flush()
+
+
+class EventWriter:
+    """Collects the timeline rows of one request and writes them in one statement.
+    On PostgreSQL the COPY text is built as the rows come (the fields that never need
+    escaping are formatted directly); elsewhere rows are kept for one executemany."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.postgres = session.get_bind().dialect.name == "postgresql"
+        self.lines: list[str] = []
+        self.records: list[dict] = []
+
+    def add_row(self, row: tuple) -> None:
+        if self.postgres:
+            self.lines.append("\t".join([_copy_text(v.isoformat() if isinstance(v, dt.datetime) else v)
+                                         for v in row]) + "\n")
+        else:
+            record = dict(zip(EVENT_COLUMNS, row))
+            if record["metadata"] is not None:
+                record["metadata"] = json.loads(record["metadata"])
+            self.records.append(record)
+
+    def batch(self, organization_id, app_id, source: str, request_id: str, received_at: dt.datetime):
+        """A fast adder for many events sharing organization, app, source and request."""
+        if not self.postgres:
+            def add(worker_id, kind, event_type, category, occurred_at, offset, duration, metadata_json):
+                self.add_row((organization_id, app_id, worker_id, source, kind, event_type, category, occurred_at,
+                              offset, duration, metadata_json, request_id, received_at))
+            return add
+        head = f"{organization_id}\t{app_id}\t"
+        middle = f"\t{_copy_text(source)}\t"
+        tail = f"\t{_copy_text(request_id)}\t{received_at.isoformat()}\n"
+        append = self.lines.append
+
+        def add(worker_id, kind, event_type, category, occurred_at, offset, duration, metadata_json):
+            # kind, category (enum) and eventType (pattern) never hold COPY's special characters.
+            append(f"{head}{worker_id}{middle}{kind}\t{event_type}\t{category or NULL}\t{occurred_at.isoformat()}"
+                   f"\t{offset}\t{NULL if duration is None else duration}"
+                   f"\t{NULL if metadata_json is None else _copy_text(metadata_json)}{tail}")
+        return add
+
+    def flush(self) -> None:
+        if self.lines:
+            cursor = self.session.connection().connection.dbapi_connection.cursor()
+            try:
+                cursor.copy_expert(f"COPY ingest_events ({', '.join(EVENT_COLUMNS)}) FROM STDIN",
+                                   io.StringIO("".join(self.lines)))
+            finally:
+                cursor.close()
+            self.lines = []
+        if self.records:
+            self.session.execute(insert(IngestEvent.__table__), self.records)
+            self.records = []
+
+
+NULL = "\\N"
 
 
 # ── Events ───────────────────────────────────────────────────────────────────
@@ -433,7 +486,7 @@ def ingest_events(
     failed the schema already, by index) and persists the accepted ones atomically."""
     now = now or utcnow()
     organization_id = uuid.UUID(principal["organization_id"])
-    app = load_app(session, uuid.UUID(principal["app_id"]))
+    app, connection_id = load_app_and_connection(session, uuid.UUID(principal["app_id"]))
     quota = rules.monthly_events.get(principal["plan"])
     remaining = remaining_quota(session, organization_id, quota, now)
     if remaining == 0:
@@ -478,9 +531,8 @@ def ingest_events(
         candidates.append((index, event, ref, occurred_at, offset, echoed, metadata_json))
 
     accepted: list[dict[str, Any]] = []
-    rows: list[tuple] = []
     if candidates:
-        directory = WorkerDirectory(session, organization_id, ensure_connection(session, app))
+        directory = WorkerDirectory(session, organization_id, connection_id)
         directory.resolve_all(refs)
         source = connection_name(app.slug)
         kept = []
@@ -493,16 +545,17 @@ def ingest_events(
                 continue
             kept.append((candidate, found[0]))
         fits = charge(session, organization_id, len(kept), quota, now)
+        writer = EventWriter(session)
+        add = writer.batch(organization_id, app.id, source, request_id, now)
         for position, ((index, event, ref, occurred_at, offset, echoed, metadata_json), worker_id) in enumerate(kept):
             if position >= fits:
                 rejected.append(Rejection(index, "quota_exceeded",
                                           f"The plan's monthly quota of {quota} events is used up."))
                 continue
-            rows.append((organization_id, app.id, worker_id, source, EVENT, event["eventType"],
-                         event["category"], occurred_at, offset, event.get("duration"), metadata_json,
-                         request_id, now))
+            add(worker_id, EVENT, event["eventType"], event["category"], occurred_at, offset,
+                event.get("duration"), metadata_json)
             accepted.append({"eventType": event["eventType"], "timestamp": echoed})
-        copy_rows(session, rows)
+        write_events(writer)
     if not accepted and all(r.code == "forbidden_event_type" for r in rejected):
         types = sorted({events[r.index]["eventType"] for r in rejected})
         raise DomainError(403, "forbidden_event_type",

@@ -220,13 +220,13 @@ def test_accepted_events_persist_atomically(client, make_ingest_key, peek, monke
     """A failure after the rows were written leaves nothing behind: no events, no
     auto-created workers, no quota used."""
     made = make_ingest_key()
-    real = ingest.copy_rows
+    real = ingest.write_events
 
-    def write_then_fail(session, rows):
-        real(session, rows)
+    def write_then_fail(writer):
+        real(writer)
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(ingest, "copy_rows", write_then_fail)
+    monkeypatch.setattr(ingest, "write_events", write_then_fail)
     response = post(client, made, {"events": [event(i) for i in range(5)]})
     assert_wepeople_error(response, 500, "internal_error")
     assert peek.events(made.org_id) == [] and peek.workers(made.org_id) == []

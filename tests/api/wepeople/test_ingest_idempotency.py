@@ -95,10 +95,10 @@ def test_failed_request_releases_the_key(client, make_ingest_key, peek, monkeypa
     made = make_ingest_key()
     key = new_key()
     body = {"events": [event(0)]}
-    real = ingest.copy_rows
-    monkeypatch.setattr(ingest, "copy_rows", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    real = ingest.write_events
+    monkeypatch.setattr(ingest, "write_events", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
     assert client.post(EVENTS, json=body, headers={**made.headers, "Idempotency-Key": key}).status_code == 500
-    monkeypatch.setattr(ingest, "copy_rows", real)
+    monkeypatch.setattr(ingest, "write_events", real)
     retry = client.post(EVENTS, json=body, headers={**made.headers, "Idempotency-Key": key})
     assert retry.status_code == 202 and "Idempotent-Replayed" not in retry.headers
     assert len(peek.events(made.org_id)) == 1

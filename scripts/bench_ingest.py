@@ -1,0 +1,303 @@
+"""Throughput of POST /api/v1/ingest/events against raw COPY, measured in one run.
+
+1. creates a throwaway PostgreSQL database, migrates it, and issues an enterprise key;
+2. runs gunicorn (handlers/runtime/gunicorn_conf.py, uvicorn workers) on it, with Redis;
+3. drives it from a separate process over loopback with 500-event batches (a bounded
+   number of requests from a few keep-alive connections) and prints accepted events/s
+   and the batch latency p50/p99;
+4. stops the server, then COPYs the same rows into the same table with as many
+   parallel connections as the server had workers (one commit per batch, like the
+   server), and prints rows/s and the ratio of the two.
+
+    scripts/bench-ingest [--workers 2] [--batches 300] [--connections 4] [--runs 3]
+
+Needs PostgreSQL (BENCH_DATABASE_URL, default the local `postgres` user) and Redis
+(BENCH_REDIS_URL, default redis://127.0.0.1:6379/14).
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.pool import NullPool
+
+from handlers.runtime.config import ROOT
+
+DEFAULT_DB = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
+BATCH = 500
+ACTORS = 50
+
+
+def make_batch(seed: int) -> list[dict]:
+    return [{
+        "eventType": "ticket.resolved",
+        "category": "project_management",
+        "timestamp": f"2026-04-19T12:{(seed + i) % 60:02d}:00+02:00",
+        "actor": {"externalId": f"user-{(seed + i) % ACTORS}", "displayName": f"User {(seed + i) % ACTORS}"},
+        "duration": 180,
+        "metadata": {"ticket_id": f"SUP-{seed}-{i}", "priority": "high", "queue": "support-emea",
+                     "tags": ["billing", "vip"], "sla_minutes": 240},
+    } for i in range(BATCH)]
+
+
+# ── Database ─────────────────────────────────────────────────────────────────
+
+
+def create_database(base_url: str) -> str:
+    name = f"bench_ingest_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(make_url(base_url).set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(base_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(url: str) -> None:
+    admin = create_engine(make_url(url).set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def seed(url: str):
+    from models import migrate, wepeople
+    from models.db import Database
+
+    migrate.upgrade(url)
+    database = Database(url)
+    with database.unit_of_work() as s:
+        org = wepeople.create_organization(s, "Bench Org", plan="enterprise")
+        app = wepeople.create_app(s, org, "bench-app", "Bench App")
+        _, raw = wepeople.create_ingest_key(s, app)
+    database.dispose()
+    return org.id, app.id, raw
+
+
+# ── Server ───────────────────────────────────────────────────────────────────
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(url: str, redis_url: str, workers: int) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    env = dict(os.environ, DATABASE_URL=url, REDIS_URL=redis_url, BIND=f"127.0.0.1:{port}",
+               WEB_CONCURRENCY=str(workers), LOG_LEVEL="warning")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "handlers/runtime/gunicorn_conf.py"),
+         "--access-logfile", "/dev/null", "handlers.runtime.asgi:app"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/openapi/v1.yaml")
+            connection.getresponse().read()
+            connection.close()
+            return process, port
+        except OSError:
+            if process.poll() is not None:
+                raise SystemExit("gunicorn exited during start-up")
+            time.sleep(0.2)
+    process.terminate()
+    raise SystemExit("gunicorn did not answer within 60 s")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+# ── Load generator (a separate process) ──────────────────────────────────────
+
+
+def drive(port: int, key: str, batches: int, connections: int, warmup: int, out) -> None:
+    """Sends `batches` requests over `connections` keep-alive connections; reports
+    (elapsed seconds, accepted events, latencies) through the pipe."""
+    bodies = [json.dumps({"events": make_batch(n)}).encode() for n in range(16)]
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    latencies: list[float] = []
+    accepted = 0
+    failures: list[str] = []
+    lock = threading.Lock()
+    counter = iter(range(batches))
+
+    def worker(count_only: bool, budget) -> None:
+        nonlocal accepted
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for n in budget:
+            body = bodies[n % len(bodies)]
+            started = time.perf_counter()
+            connection.request("POST", "/api/v1/ingest/events", body=body, headers=headers)
+            response = connection.getresponse()
+            payload = response.read()
+            took = time.perf_counter() - started
+            if count_only:
+                continue
+            with lock:
+                if response.status == 202:
+                    accepted += json.loads(payload)["accepted"]
+                    latencies.append(took)
+                else:
+                    failures.append(f"{response.status} {payload[:200]!r}")
+        connection.close()
+
+    # Warm-up: connections, worker imports, caches.
+    warm = [threading.Thread(target=worker, args=(True, range(warmup))) for _ in range(connections)]
+    for t in warm:
+        t.start()
+    for t in warm:
+        t.join()
+    lock_counter = threading.Lock()
+
+    def shared_budget():
+        while True:
+            with lock_counter:
+                n = next(counter, None)
+            if n is None:
+                return
+            yield n
+
+    threads = [threading.Thread(target=worker, args=(False, shared_budget())) for _ in range(connections)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.send((time.perf_counter() - started, accepted, latencies, failures[:5]))
+    out.close()
+
+
+def measure_server(port: int, key: str, batches: int, connections: int) -> dict:
+    receive, send = multiprocessing.Pipe(duplex=False)
+    process = multiprocessing.get_context("spawn").Process(
+        target=drive, args=(port, key, batches, connections, 5, send))
+    process.start()
+    elapsed, accepted, latencies, failures = receive.recv()
+    process.join()
+    if failures:
+        print("  failures:", *failures, sep="\n    ", file=sys.stderr)
+    latencies.sort()
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
+    return {"events_per_s": accepted / elapsed, "p50_ms": pick(0.50), "p99_ms": pick(0.99),
+            "batches": len(latencies)}
+
+
+# ── Raw COPY baseline ────────────────────────────────────────────────────────
+
+
+def copy_baseline(url: str, org_id, app_id, batches: int, connections: int) -> float:
+    """The same rows the server stores, COPYed by `connections` parallel connections,
+    one transaction per 500-row batch."""
+    import psycopg2
+
+    from models import ingest
+
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.connect() as connection:
+        workers = dict(connection.execute(text(
+            "SELECT external_id, id FROM workers WHERE organization_id = :org"), {"org": org_id}).all())
+    engine.dispose()
+    now = ingest.utcnow()
+    payloads = []
+    for n in range(16):
+        buffer = io.StringIO()
+        for event in make_batch(n):
+            occurred, offset, _ = ingest.parse_timestamp(event["timestamp"], now)
+            row = (org_id, app_id, workers[event["actor"]["externalId"]], "custom:bench-app", "event",
+                   event["eventType"], event["category"], occurred, offset, event["duration"],
+                   ingest.dumps(event["metadata"]), "req_bench", now)
+            buffer.write("\t".join(ingest._copy_text(v) for v in row) + "\n")
+        payloads.append(buffer.getvalue())
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    sql = f"COPY ingest_events ({', '.join(ingest.EVENT_COLUMNS)}) FROM STDIN"
+    counter = iter(range(batches))
+    lock = threading.Lock()
+
+    def work(conn):
+        cursor = conn.cursor()
+        while True:
+            with lock:
+                n = next(counter, None)
+            if n is None:
+                return
+            cursor.copy_expert(sql, io.StringIO(payloads[n % len(payloads)]))
+            conn.commit()
+
+    # psycopg2 releases the GIL during COPY; threads are enough to keep N connections busy.
+    conns = [psycopg2.connect(dsn) for _ in range(connections)]
+    threads = [threading.Thread(target=work, args=(c,)) for c in conns]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    for c in conns:
+        c.close()
+    return batches * BATCH / elapsed
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (and COPY connections)")
+    parser.add_argument("--connections", type=int, default=4, help="client keep-alive connections")
+    parser.add_argument("--batches", type=int, default=300, help="measured requests per run")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    base = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
+    redis_url = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS)
+    url = create_database(base)
+    try:
+        org_id, app_id, key = seed(url)
+        server, served, copied = [], [], []
+        for run in range(1, args.runs + 1):
+            process, port = start_server(url, redis_url, args.workers)
+            try:
+                result = measure_server(port, key, args.batches, args.connections)
+            finally:
+                stop_server(process)
+            rows = copy_baseline(url, org_id, app_id, args.batches, args.workers)
+            server.append(result)
+            served.append(result["events_per_s"])
+            copied.append(rows)
+            print(f"run {run}: server {result['events_per_s']:,.0f} events/s "
+                  f"(p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, {result['batches']} batches) | "
+                  f"raw COPY {rows:,.0f} rows/s | ratio {result['events_per_s'] / rows:.2f}", flush=True)
+        median = statistics.median
+        print(f"\nmedian of {args.runs} runs, {args.workers} workers, {BATCH}-event batches, "
+              f"{args.connections} client connections:")
+        print(f"  ingest API : {median(served):,.0f} accepted events/s; batch latency "
+              f"p50 {median(r['p50_ms'] for r in server):.1f} ms, p99 {median(r['p99_ms'] for r in server):.1f} ms")
+        print(f"  raw COPY   : {median(copied):,.0f} rows/s on {args.workers} connections")
+        print(f"  ratio      : {median(s / c for s, c in zip(served, copied)):.2f}")
+    finally:
+        drop_database(url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
