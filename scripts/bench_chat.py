@@ -1,0 +1,271 @@
+"""Concurrent chat streams against one server process.
+
+    scripts/bench-chat --streams 1000 --answer-seconds 10 --first-token 0.5
+
+Starts three things: a fake OpenAI-compatible upstream (its own process; every answer
+takes --answer-seconds, its first token comes after --first-token), the real app under
+uvicorn (one worker, its own process, pointed at that upstream through the `openai`
+SDK), and this process as the client, opening --streams chat streams over --ramp
+seconds with raw asyncio sockets (each from its own X-Forwarded-For address, so the
+per-IP limit applies per visitor as in production). It prints how many streams were
+open at once and completed, time to first byte and to the first text event (the
+server's overhead is the latter minus the upstream's first-token delay), and the
+server's RSS per open stream.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ── Fake upstream ────────────────────────────────────────────────────────────
+
+async def _upstream_handle(reader, writer, first_token: float, answer_seconds: float, words: int):
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        body = json.loads(await reader.readexactly(length))
+        model = body.get("model", "bench")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
+                     b"connection: close\r\n\r\n")
+
+        def chunk(payload: dict) -> bytes:
+            data = b"data: " + json.dumps(payload).encode() + b"\n\n"
+            return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+        def delta(content=None, finish=None):
+            return {"id": "b", "object": "chat.completion.chunk", "created": 0, "model": model,
+                    "choices": [{"index": 0, "delta": {} if content is None else {"content": content},
+                                 "finish_reason": finish}]}
+
+        await asyncio.sleep(first_token)
+        step = (answer_seconds - first_token) / max(1, words - 1)
+        for i in range(words):
+            if i:
+                await asyncio.sleep(step)
+            writer.write(chunk(delta(f"w{i} ")))
+            await writer.drain()
+        writer.write(chunk(delta(finish="stop")))
+        writer.write(chunk({"id": "b", "object": "chat.completion.chunk", "created": 0, "model": model,
+                            "choices": [], "usage": {"prompt_tokens": 500, "completion_tokens": words,
+                                                     "total_tokens": 500 + words}}))
+        done = b"data: [DONE]\n\n"
+        writer.write(f"{len(done):x}\r\n".encode() + done + b"\r\n0\r\n\r\n")
+        await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        writer.close()
+
+
+def run_upstream(port: int, first_token: float, answer_seconds: float, words: int) -> None:
+    async def main():
+        server = await asyncio.start_server(
+            lambda r, w: _upstream_handle(r, w, first_token, answer_seconds, words), "127.0.0.1", port, backlog=4096)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+# ── Client ───────────────────────────────────────────────────────────────────
+
+async def one_stream(port: int, slug: str, key: str, index: int, results: list, state: dict) -> None:
+    body = json.dumps({"session_id": f"bench-{index:06d}", "message": "Welche Touren gibt es bei der Dolomitenhütte?"})
+    request = (f"POST /api/chat/{slug} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+               f"X-Forwarded-For: 10.{index // 65536 % 256}.{index // 256 % 256}.{index % 256}\r\n"
+               f"Connection: close\r\n\r\n{body}").encode()
+    record = {"start": time.perf_counter(), "headers": None, "first_text": None, "end": None, "ok": False,
+              "status": None}
+    results.append(record)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        await writer.drain()
+        status_line = await reader.readline()
+        record["headers"] = time.perf_counter()
+        record["status"] = int(status_line.split()[1])
+        state["open"] += 1
+        state["max_open"] = max(state["max_open"], state["open"])
+        buffer = b""
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            buffer += data
+            if record["first_text"] is None and b'"type":"text"' in buffer:
+                record["first_text"] = time.perf_counter()
+            if b'"type":"done"' in buffer:
+                record["ok"] = b'"reason":"stop"' in buffer
+                break
+        record["end"] = time.perf_counter()
+        state["open"] -= 1
+        writer.close()
+    except OSError as exc:
+        record["error"] = str(exc)
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def run_client(args, port: int, slug: str, key: str, server_pid: int) -> dict:
+    results: list = []
+    state = {"open": 0, "max_open": 0}
+    baseline = rss_kb(server_pid)
+    peak = {"rss": baseline, "open_at_peak": 0}
+
+    async def sample():
+        while True:
+            rss = rss_kb(server_pid)
+            if rss > peak["rss"]:
+                peak.update(rss=rss, open_at_peak=state["open"])
+            await asyncio.sleep(0.2)
+
+    sampler = asyncio.create_task(sample())
+    started = time.perf_counter()
+    tasks = []
+    for i in range(args.streams):
+        tasks.append(asyncio.create_task(one_stream(port, slug, key, i, results, state)))
+        if args.ramp:
+            await asyncio.sleep(args.ramp / args.streams)
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=args.answer_seconds * 6 + 120)
+    sampler.cancel()
+    return {"results": results, "max_open": state["max_open"], "elapsed": time.perf_counter() - started,
+            "rss_baseline_kb": baseline, "rss_peak_kb": peak["rss"], "open_at_peak": peak["open_at_peak"]}
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+# ── Orchestration ────────────────────────────────────────────────────────────
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listening on {port}")
+
+
+def seed(database_url: str) -> tuple[str, str]:
+    from models import alpinechat, migrate
+    from models.db import Database
+    from scripts.admin_chat import import_files
+
+    migrate.upgrade(database_url)
+    database = Database(database_url)
+    try:
+        with database.unit_of_work() as s:
+            tenant = alpinechat.create_tenant(s, f"bench-{os.getpid()}", "bench@example.com")
+            bot = alpinechat.create_chatbot(s, tenant, f"bench-{os.getpid()}-{int(time.time())}", "Bench",
+                                            session_message_cap=1000)
+            _, key = alpinechat.create_chat_key(s, tenant, ["chat"], chatbot=bot)
+            import_files(s, bot, [str(ROOT / "scripts" / "demo_knowledge")])
+            return bot.slug, key
+    finally:
+        database.dispose()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--answer-seconds", type=float, default=10.0)
+    parser.add_argument("--first-token", type=float, default=0.5, help="upstream delay before its first token")
+    parser.add_argument("--words", type=int, default=40, help="text chunks per answer")
+    parser.add_argument("--ramp", type=float, default=2.0, help="seconds over which the streams are opened")
+    parser.add_argument("--database-url", help="default: a fresh SQLite file")
+    parser.add_argument("--redis-url")
+    parser.add_argument("--upstream", nargs=1, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        database_url = args.database_url or f"sqlite:///{tmp}/bench.db"
+        slug, key = seed(database_url)
+        up_port, app_port = free_port(), free_port()
+        upstream = subprocess.Popen([sys.executable, "-c", (
+            "from scripts.bench_chat import run_upstream; "
+            f"run_upstream({up_port}, {args.first_token}, {args.answer_seconds}, {args.words})")], cwd=ROOT)
+        env = dict(os.environ, DATABASE_URL=database_url, OPENAI_API_KEY="sk-bench",
+                   OPENAI_BASE_URL=f"http://127.0.0.1:{up_port}/v1", OPENAI_MODEL="gpt-4o-mini",
+                   OPENAI_TIMEOUT=str(args.answer_seconds + 30), TRUSTED_PROXIES="127.0.0.1",
+                   CHAT_KEEPALIVE_SECONDS="15", LOG_LEVEL="WARNING")
+        env.pop("REDIS_URL", None)
+        if args.redis_url:
+            env["REDIS_URL"] = args.redis_url
+        server = subprocess.Popen([sys.executable, "-m", "uvicorn", "handlers.runtime.asgi:app", "--port",
+                                   str(app_port), "--log-level", "warning", "--no-access-log", "--backlog", "4096"],
+                                  cwd=ROOT, env=env)
+        try:
+            wait_port(up_port)
+            wait_port(app_port)
+            # One warm-up turn: imports, connection pools, first queries.
+            asyncio.run(run_client(argparse.Namespace(streams=1, ramp=0, answer_seconds=args.answer_seconds),
+                                   app_port, slug, key, server.pid))
+            report = asyncio.run(run_client(args, app_port, slug, key, server.pid))
+        finally:
+            server.terminate()
+            upstream.terminate()
+            server.wait(10)
+            upstream.wait(10)
+
+    results = report["results"]
+    completed = [r for r in results if r["ok"]]
+    ttfb = [r["headers"] - r["start"] for r in results if r["headers"]]
+    first_text = [r["first_text"] - r["start"] for r in results if r["first_text"]]
+    overhead = [t - args.first_token for t in first_text]
+    total = [r["end"] - r["start"] for r in completed]
+    statuses: dict = {}
+    for r in results:
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    open_at_peak = max(1, report["open_at_peak"])
+    per_stream = (report["rss_peak_kb"] - report["rss_baseline_kb"]) / open_at_peak
+    print(f"streams requested            {len(results)} (opened over {args.ramp:.1f} s; statuses {statuses})")
+    print(f"streams completed (stop)     {len(completed)}")
+    print(f"concurrent streams held      {report['max_open']}")
+    print(f"upstream                     first token after {args.first_token:.2f} s, answer {args.answer_seconds:.1f} s")
+    print(f"time to first byte           p50 {pct(ttfb, 50) * 1000:8.1f} ms   p99 {pct(ttfb, 99) * 1000:8.1f} ms")
+    print(f"time to first text event     p50 {pct(first_text, 50) * 1000:8.1f} ms   p99 {pct(first_text, 99) * 1000:8.1f} ms")
+    print(f"  server overhead over the upstream's first token   "
+          f"p50 {pct(overhead, 50) * 1000:8.1f} ms   p99 {pct(overhead, 99) * 1000:8.1f} ms")
+    print(f"stream duration              p50 {pct(total, 50):8.2f} s    p99 {pct(total, 99):8.2f} s"
+          f"   (wall clock {report['elapsed']:.1f} s)")
+    print(f"server RSS                   {report['rss_baseline_kb'] / 1024:.0f} MB idle, "
+          f"{report['rss_peak_kb'] / 1024:.0f} MB peak with {report['open_at_peak']} open "
+          f"-> {per_stream:.0f} KB per stream")
+    return 0 if len(completed) == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
