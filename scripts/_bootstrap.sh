@@ -1,5 +1,7 @@
 # Sourced by the scripts/ entry points: makes sure .venv exists and holds the
-# project's dependencies (reinstalls when setup.cfg changes), then sets PY.
+# dependencies declared in setup.cfg (reinstalled when it changes), then sets PY.
+# The project runs from the repository root (`python -m ...`), so it is not installed
+# itself: the repository's top level is fixed and has no pyproject.toml or setup.py.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
@@ -9,9 +11,20 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 STAMP="$VENV/.installed-$(sha256sum "$ROOT/setup.cfg" | cut -c1-16)"
 if [ ! -f "$STAMP" ]; then
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]" >&2
-    rm -f "$VENV"/.installed-* && touch "$STAMP"
+    REQUIREMENTS="$(mktemp)"
+    "$VENV/bin/python" - "$ROOT/setup.cfg" >"$REQUIREMENTS" <<'PY'
+import configparser, sys
+cfg = configparser.ConfigParser()
+cfg.read(sys.argv[1])
+lines = cfg["options"]["install_requires"].splitlines() + cfg["options.extras_require"]["test"].splitlines()
+for line in lines:
+    requirement = line.split("#", 1)[0].strip()
+    if requirement:
+        print(requirement)
+PY
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS" >&2
+    rm -f "$REQUIREMENTS" "$VENV"/.installed-* && touch "$STAMP"
 fi
 PY="$VENV/bin/python"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 cd "$ROOT"
