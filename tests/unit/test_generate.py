@@ -17,7 +17,6 @@ import yaml
 from connexion.resolver import Resolver
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.internal.conjecture import utils as conjecture_utils
 from hypothesis_jsonschema import from_schema
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from openapi_schema_validator._regex import has_ecma_regex
@@ -94,30 +93,6 @@ SYNTHETIC = {
         "Content": {"type": "string", "contentMediaType": "image/png", "contentEncoding": "base64"},
     }},
 }
-
-
-def _more(self) -> bool:
-    """``many.more()`` as hypothesis <= 6.170.14 had it, written with 6.170.15's internals."""
-    if self._depth is None:
-        self._depth = self.data.depth
-    self._finish_element()
-    if not self._decide():
-        return False
-    self.count += 1
-    self._in_element = True
-    self._rejected = False
-    return True
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _hypothesis_jsonschema_compat():
-    # hypothesis-jsonschema 0.23.1 (the last release) draws object properties through
-    # many.more(), which hypothesis 6.170.15 removed: every object schema fails with
-    # AttributeError. Put it back for this module only.
-    with pytest.MonkeyPatch.context() as patch:
-        if not hasattr(conjecture_utils.many, "more"):
-            patch.setattr(conjecture_utils.many, "more", _more, raising=False)
-        yield
 
 
 @functools.cache
