@@ -140,12 +140,14 @@ def message_dict(message: Message) -> dict[str, Any]:
 
 
 def conversation_dict(conversation: Conversation) -> dict[str, Any]:
-    return {
+    """A ConversationSummary; unknown language/page_url are left out (the schema has no null)."""
+    summary = {
         "id": str(conversation.id), "chatbot_id": str(conversation.chatbot_id),
         "session_id": conversation.session_id, "language": conversation.language,
         "page_url": conversation.page_url, "created_at": _iso(conversation.created_at),
         "messages": [message_dict(m) for m in conversation.messages],
     }
+    return {key: value for key, value in summary.items() if value is not None}
 
 
 # ── Leads ────────────────────────────────────────────────────────────────────

@@ -85,6 +85,8 @@ def test_conversations_newest_first_with_messages(client, make_bot, make_convers
     data = response.json()["data"]
     assert [c["id"] for c in data] == [str(newer.id), str(older.id)]
     assert data[0]["chatbot_id"] == str(bot.chatbot_id) and data[0]["session_id"] == newer.session_id
+    # ConversationSummary.page_url is a string: an unknown one is left out, never null.
+    assert data[0]["language"] == "de" and "page_url" not in data[0]
     assert [(m["role"], m["content"]) for m in data[0]["messages"]] == [
         ("user", "Zweite"), ("assistant", "Antwort 2"), ("user", "Noch was")]
     limited = client.get(f"/api/conversations/{bot.slug}", headers=bot.headers, params={"limit": 1}).json()
@@ -93,6 +95,13 @@ def test_conversations_newest_first_with_messages(client, make_bot, make_convers
     assert messages.status_code == 200
     assert [(m["id"], m["role"]) for m in messages.json()["data"]] == [
         (str(older.message_ids[0]), "user"), (str(older.message_ids[1]), "assistant")]
+
+
+@pytest.mark.parametrize("limit", ["0", "201", "x"])
+def test_conversations_bad_limit_is_422(client, make_bot, limit):
+    bot = make_bot()
+    response = client.get(f"/api/conversations/{bot.slug}", headers=bot.headers, params={"limit": limit})
+    assert response.status_code == 422 and set(response.json()["errors"]) == {"limit"}
 
 
 def test_conversations_need_conversations_read(client, make_bot, make_chat_key):
