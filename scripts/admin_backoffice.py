@@ -25,9 +25,10 @@ def _output(data, warning=None):
 
 
 def _error(message: str) -> Exception:
-    from scripts.admin import CommandError
-
-    return CommandError(message)
+    # A ValueError, which scripts/admin reports without a traceback: under
+    # `python -m scripts.admin` its CommandError is `__main__.CommandError`, another
+    # class than the one `from scripts.admin import CommandError` would give us.
+    return ValueError(message)
 
 
 def _chatbot(session: Session, slug: str) -> alpinechat.Chatbot:
