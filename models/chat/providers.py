@@ -71,6 +71,7 @@ class OpenAIProvider:
         self.name = name
 
     async def stream(self, request: ProviderRequest):
+        import httpx2
         import openai
 
         arguments: dict[str, Any] = {}
@@ -79,33 +80,43 @@ class OpenAIProvider:
         tool_parts: dict[int, dict[str, str]] = {}
         usage_seen = False
         try:
-            stream = await self.client.chat.completions.create(
-                model=request.model, messages=request.messages, max_tokens=request.max_tokens,
-                stream=True, stream_options={"include_usage": True}, **arguments)
-            try:
-                async for chunk in stream:
-                    if chunk.usage is not None:
+            # The SDK sends the request (auth, base URL or Azure deployment, retries,
+            # status errors); the chunks are parsed here as plain JSON, because building
+            # the SDK's pydantic objects costs about 1 ms per chunk, which is what bounds
+            # the number of concurrent streams one process can carry.
+            async with self.client.chat.completions.with_streaming_response.create(
+                    model=request.model, messages=request.messages, max_tokens=request.max_tokens,
+                    stream=True, stream_options={"include_usage": True}, **arguments) as response:
+                async for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = json.loads(data)
+                    if chunk.get("error"):
+                        raise UpstreamError(f"upstream error event: {chunk['error']}")
+                    usage = chunk.get("usage")
+                    if usage:
                         usage_seen = True
-                        yield Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
-                    for choice in chunk.choices or ():
-                        delta = choice.delta
-                        if delta is not None and delta.content:
-                            yield TextDelta(delta.content)
-                        for call in (delta.tool_calls if delta is not None else None) or ():
-                            part = tool_parts.setdefault(call.index or 0, {"id": "", "name": "", "arguments": ""})
-                            part["id"] = call.id or part["id"]
-                            if call.function is not None:
-                                part["name"] += call.function.name or ""
-                                part["arguments"] += call.function.arguments or ""
-                        if choice.finish_reason:
+                        yield Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+                    for choice in chunk.get("choices") or ():
+                        delta = choice.get("delta") or {}
+                        if delta.get("content"):
+                            yield TextDelta(delta["content"])
+                        for call in delta.get("tool_calls") or ():
+                            part = tool_parts.setdefault(call.get("index") or 0, {"id": "", "name": "", "arguments": ""})
+                            part["id"] = call.get("id") or part["id"]
+                            function = call.get("function") or {}
+                            part["name"] += function.get("name") or ""
+                            part["arguments"] += function.get("arguments") or ""
+                        if choice.get("finish_reason"):
                             for index in sorted(tool_parts):
                                 part = tool_parts[index]
                                 yield ToolCall(part["id"] or f"call_{index}", part["name"], part["arguments"])
                             tool_parts.clear()
-                            yield Finish(choice.finish_reason)
-            finally:
-                await stream.close()
-        except openai.APIError as exc:
+                            yield Finish(choice["finish_reason"])
+        except (openai.APIError, httpx2.HTTPError, ValueError) as exc:
             raise UpstreamError(f"{type(exc).__name__}: {exc}") from exc
         if not usage_seen:  # some deployments do not report usage on streams
             prompt = sum(estimate_tokens(json.dumps(m, ensure_ascii=False)) for m in request.messages)
