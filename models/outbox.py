@@ -198,8 +198,19 @@ def run_once(database: Database, settings: Settings, *, worker: str, now: dt.dat
              should_stop: Callable[[], bool] = lambda: False) -> int:
     """Claims and attempts every due delivery (batch by batch); returns how many were tried.
     A stop request ends it between batches; leases of an unfinished batch simply expire."""
-    tried = 0
     seen: set[uuid.UUID] = set()
+    owned = http_client is None
+    # One client (its TLS context and connection pool) for the whole run.
+    http_client = http_client or sender.http_client()
+    try:
+        return _run(database, settings, worker, now, limit, policy, http_client, on_outcome, should_stop, seen)
+    finally:
+        if owned:
+            http_client.close()
+
+
+def _run(database, settings, worker, now, limit, policy, http_client, on_outcome, should_stop, seen) -> int:
+    tried = 0
     while not should_stop():
         moment = now or utcnow()
         lease = dt.timedelta(seconds=60 + limit * (sender.HTTP_TIMEOUT + sender.SMTP_TIMEOUT))

@@ -241,3 +241,26 @@ def test_failed_delivery_can_be_retried_from_the_cli(client, make_bot, receiver,
     webhook = [d for d in deliveries(bot.chatbot_id) if d.channel == "webhook"][0]
     assert (webhook.status, webhook.attempts) == ("delivered", 2)
     assert len(receiver.effects) == 1
+
+
+def test_worker_loop_delivers_as_leads_arrive_and_stops_on_sigterm(client, make_bot, receiver, smtp_server,
+                                                                   settings, deliveries):
+    import signal
+
+    bot = make_bot(webhook_url=receiver.url)
+    receiver.secret = bot.webhook_secret
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "SMTP_HOST": "127.0.0.1",
+           "SMTP_PORT": str(smtp_server.port), "WEBHOOK_ALLOW_PRIVATE": "true", "LOG_LEVEL": "WARNING"}
+    worker = subprocess.Popen([sys.executable, "-m", "scripts.worker", "--interval", "0.2"], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        post_lead(client, bot)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and {d.status for d in deliveries(bot.chatbot_id)} != {"delivered"}:
+            time.sleep(0.1)
+        assert {d.status for d in deliveries(bot.chatbot_id)} == {"delivered"}
+        assert len(receiver.effects) == 1 and len(smtp_server.to(bot.admin_email)) == 1
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0, stderr
