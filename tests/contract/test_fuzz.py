@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import uuid
 from pathlib import Path
 
 import pytest
@@ -28,8 +29,10 @@ def _load(app, url: str):
 @pytest.fixture(scope="module")
 def fuzz_tenants(app, database):
     """Keys with the scopes each operation needs, and a chatbot whose slug is used."""
-    from conftest import unique
     from models import alpinechat, wepeople
+
+    def unique(prefix: str) -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
     with database.unit_of_work() as s:
         org = wepeople.create_organization(s, unique("fuzz-org"), plan="enterprise")
