@@ -207,6 +207,8 @@ def main(argv=None) -> int:
     parser.add_argument("--ramp", type=float, default=2.0, help="seconds over which the streams are opened")
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
     parser.add_argument("--redis-url")
+    parser.add_argument("--switch-interval", type=float, default=0.005,
+                        help="the server's sys.setswitchinterval (CPython's default is 0.005)")
     parser.add_argument("--upstream", nargs=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -224,9 +226,10 @@ def main(argv=None) -> int:
         env.pop("REDIS_URL", None)
         if args.redis_url:
             env["REDIS_URL"] = args.redis_url
-        server = subprocess.Popen([sys.executable, "-m", "uvicorn", "handlers.runtime.asgi:app", "--port",
-                                   str(app_port), "--log-level", "warning", "--no-access-log", "--backlog", "4096"],
-                                  cwd=ROOT, env=env)
+        server = subprocess.Popen([sys.executable, "-c", (
+            f"import sys; sys.setswitchinterval({args.switch_interval}); import uvicorn; "
+            f"uvicorn.run('handlers.runtime.asgi:app', port={app_port}, log_level='warning', access_log=False, "
+            f"backlog=4096)")], cwd=ROOT, env=env)
         try:
             wait_port(up_port)
             wait_port(app_port)
