@@ -552,8 +552,10 @@ def ingest_events(
                 rejected.append(Rejection(index, "quota_exceeded",
                                           f"The plan's monthly quota of {quota} events is used up."))
                 continue
+            duration = event.get("duration")
+            # JSON Schema counts 120.0 as an integer; the column takes 120.
             add(worker_id, EVENT, event["eventType"], event["category"], occurred_at, offset,
-                event.get("duration"), metadata_json)
+                None if duration is None else int(duration), metadata_json)
             accepted.append({"eventType": event["eventType"], "timestamp": echoed})
         write_events(writer)
     if not accepted and all(r.code == "forbidden_event_type" for r in rejected):

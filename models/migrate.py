@@ -35,7 +35,7 @@ def make_config(url: str) -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "heads") -> None:
+def upgrade(url: str, revision: str = "head") -> None:
     ensure_sqlite_parent(url)
     command.upgrade(make_config(url), revision)
 

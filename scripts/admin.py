@@ -524,4 +524,8 @@ def _error_message(exc: Exception) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module, not this `__main__` copy: command modules raise
+    # `scripts.admin.CommandError`, which must be the class `main` catches.
+    from scripts.admin import main as imported_main
+
+    sys.exit(imported_main())

@@ -231,3 +231,11 @@ def test_accepted_events_persist_atomically(client, make_ingest_key, peek, monke
     assert_wepeople_error(response, 500, "internal_error")
     assert peek.events(made.org_id) == [] and peek.workers(made.org_id) == []
     assert peek.usage(made.org_id) == 0
+
+
+def test_integral_float_duration_is_stored_as_an_integer(client, make_ingest_key, peek):
+    """2020-12 counts 120.0 as an integer: it is accepted and stored as 120 (COPY included)."""
+    made = make_ingest_key()
+    response = post(client, made, {"events": [event(0, duration=120.0), event(1, duration=86400)]})
+    assert response.status_code == 202, response.text
+    assert sorted(r.duration for r in peek.events(made.org_id)) == [120, 86400]
