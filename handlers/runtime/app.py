@@ -32,7 +32,7 @@ from handlers.runtime.middleware import EdgeMiddleware, base_url_of, request_id_
 from handlers.runtime.security import AlpineChatAuth, WePeopleAuth, bearer_handler
 from handlers.runtime.sse import ChatStreamMiddleware
 from handlers.runtime.specs import ApiSpec, Contracts, Operation, load_contracts, snake_case
-from handlers.runtime.validation import AllErrorsParameterValidator, body_validator_for
+from handlers.runtime.validation import body_validator_for, parameter_validator_for
 from models.db import Database
 
 log = logging.getLogger("app")
@@ -290,7 +290,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     }
     for api in contracts:
         validator_map = {
-            "parameter": AllErrorsParameterValidator,
+            "parameter": parameter_validator_for(api),
             "body": MediaTypeDict({"*/*json": body_validator_for(api)}),
         }
         app.add_api(
@@ -299,7 +299,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             resolver=HandlerResolver(api, runtime),
             validator_map=validator_map,
             security_map={"bearer": bearer_handler(authenticators[api.name])},
-            strict_validation=False,
+            strict_validation=True,
             validate_responses=False,
             pythonic_params=True,
             swagger_ui_options=no_console,

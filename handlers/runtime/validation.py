@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import typing as t
 
-from connexion.exceptions import ExtraParameterProblem
 from connexion.validators import AbstractRequestBodyValidator, ParameterValidator
 from starlette.types import Scope
 
@@ -104,25 +103,45 @@ def body_validator_for(api: ApiSpec) -> type[AbstractRequestBodyValidator]:
     return SpecBodyValidator
 
 
-class AllErrorsParameterValidator(ParameterValidator):
-    """connexion's parameter checks, reporting every failing parameter at once."""
+def parameter_validator_for(api: ApiSpec) -> type[ParameterValidator]:
+    class AllErrorsParameterValidator(ParameterValidator):
+        """connexion's parameter checks, reporting every failing parameter at once.
+        The query string is closed: a parameter the operation does not declare is an
+        error, unless an `x-` extension of the operation describes it (the leads list's
+        `x-pagination.parameter`, which the published contract cannot carry)."""
 
-    def validate_request(self, request):
-        if self.strict_validation:
-            extra = self.validate_query_parameter_list(request, security_params=self.security_query_params)
-            if extra:
-                raise ExtraParameterProblem(param_type="query", extra_params=extra)
-        errors: dict[str, list[str]] = {}
-        checks = (
-            ("query", self.validate_query_parameter),
-            ("path", self.validate_path_parameter),
-            ("header", self.validate_header_parameter),
-            ("cookie", self.validate_cookie_parameter),
-        )
-        for location, check in checks:
-            for param in self.parameters.get(location, []):
-                error = check(param, request)
-                if error:
-                    errors.setdefault(param["name"], []).append(error)
-        if errors:
-            raise RequestValidationFailed(errors)
+        def validate(self, scope):
+            self._operation = api.match(scope["method"], scope["path"])
+            super().validate(scope)
+
+        def validate_request(self, request):
+            errors: dict[str, list[str]] = {}
+            declared = {param["name"] for param in self.parameters.get("query", [])}
+            declared |= self.security_query_params | set(extension_parameters(self._operation))
+            for name in request.query_params.keys():
+                if name not in declared:
+                    errors.setdefault(name, []).append("Unknown query parameter.")
+            checks = (
+                ("query", self.validate_query_parameter),
+                ("path", self.validate_path_parameter),
+                ("header", self.validate_header_parameter),
+                ("cookie", self.validate_cookie_parameter),
+            )
+            for location, check in checks:
+                for param in self.parameters.get(location, []):
+                    error = check(param, request)
+                    if error:
+                        errors.setdefault(param["name"], []).append(error)
+            if errors:
+                raise RequestValidationFailed(errors)
+
+    return AllErrorsParameterValidator
+
+
+def extension_parameters(operation: Operation | None) -> list[str]:
+    """Query parameters an operation describes in `x-` extensions only."""
+    if operation is None:
+        return []
+    pagination = operation.source.get("x-pagination") or {}
+    parameter = pagination.get("parameter") or {}
+    return [parameter["name"]] if parameter.get("in") == "query" and "name" in parameter else []

@@ -175,3 +175,12 @@ def test_interactive_docs(client, api):
     page = client.get(f"/docs/{api}/")
     assert page.status_code == 200 and "SwaggerUIBundle" in page.text
     assert client.get("/docs/static/swagger-ui-bundle.js").status_code == 200
+
+
+def test_unknown_query_parameters_are_refused(client, make_chatbot):
+    bot = make_chatbot()
+    response = client.get(f"/api/escalations/{bot.slug}?limit=5&colour=red", headers=bot.headers)
+    assert response.status_code == 422
+    assert list(response.json()["errors"]) == ["colour"]
+    # x-pagination describes the leads list's cursor: it is no unknown parameter.
+    assert client.get(f"/api/leads/{bot.slug}?cursor=", headers=bot.headers).status_code == 200

@@ -181,3 +181,9 @@ def test_rate_limit_from_the_spec(client, app, make_ingest_key, monkeypatch):
     assert limited.headers["X-RateLimit-Limit"] == "2" and limited.headers["X-RateLimit-Remaining"] == "0"
     other = make_ingest_key()
     assert client.get("/api/v1/ingest/ping", headers=other.headers).status_code == 200
+
+
+def test_unknown_query_parameter_is_invalid_body(client, make_ingest_key):
+    made = make_ingest_key()
+    error = assert_wepeople_error(client.get("/api/v1/ingest/ping?debug=1", headers=made.headers), 400, "invalid_body")
+    assert "debug" in error["message"]
