@@ -184,3 +184,14 @@ def test_unknown_query_parameters_are_refused(client, make_chatbot):
     assert list(response.json()["errors"]) == ["colour"]
     # x-pagination describes the leads list's cursor: it is no unknown parameter.
     assert client.get(f"/api/leads/{bot.slug}?cursor=", headers=bot.headers).status_code == 200
+
+
+def test_nul_characters_become_replacement_characters(client, make_chatbot):
+    """PostgreSQL cannot store NUL in text or jsonb; no backend gets it, none fails."""
+    bot = make_chatbot(widget_config={"widget": {"lead_capture": True}})
+    body = b'{"email": "nul@example.com", "name": "A\\u0000B", "company": "\\u0000"}'
+    response = client.post(f"/api/lead/{bot.slug}", content=body,
+                           headers={**bot.headers, "Content-Type": "application/json"})
+    assert response.status_code == 201, response.text
+    leads = client.get(f"/api/leads/{bot.slug}", headers=bot.headers).json()["data"]
+    assert leads[0]["name"] == "A\ufffdB" and leads[0]["company"] == "\ufffd"
