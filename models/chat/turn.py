@@ -22,7 +22,7 @@ import uuid
 from typing import Any, AsyncIterator, Callable
 
 import anyio
-from sqlalchemy import func, select
+from sqlalchemy import func, null, select, update
 from sqlalchemy.orm import Session
 
 from models import alpinechat, conversations, knowledge
@@ -94,21 +94,48 @@ class ChatEngine:
         if rate_limit is not None and not rate_limit.allowed:
             return stop("error", "rate_limited", seconds=rate_limit.retry_after)
 
-        conversation = conversations.get_or_create_conversation(
-            session, chatbot.id, request["session_id"], language=language, page_url=request.get("page_url"))
+        # Round trips are most of a turn's preparation: every read comes first, and the
+        # conversation and the turn's messages are written together by the final flush
+        # (autoflush would otherwise send each on its own before the next query).
+        conversation = conversations.find_conversation_by_session(session, chatbot.id, request["session_id"])
+        if conversation is None:
+            # A new conversation has no messages: nothing to count or to read back.
+            conversation = Conversation(id=uuid.uuid4(), chatbot_id=chatbot.id, session_id=request["session_id"],
+                                        language=language, page_url=request.get("page_url"))
+            user_turns, last_seq, history = 0, 0, []
+        else:
+            user_turns, last_seq = session.execute(select(
+                func.count().filter(Message.role == "user"), func.coalesce(func.max(Message.seq), 0))
+                .where(Message.conversation_id == conversation.id)).one()
+            if user_turns < chatbot.session_message_cap:
+                history = self._history(session, conversation.id)  # before this turn's own message
         plan.conversation_id = conversation.id
-        user_turns = session.scalar(select(func.count()).select_from(Message).where(
-            Message.conversation_id == conversation.id, Message.role == "user")) or 0
         if user_turns >= chatbot.session_message_cap:
+            session.add(conversation)  # as before: the conversation exists, without this turn
             return stop("error", "session_limit")
 
         message = request["message"]
         page_context = request.get("page_context")
-        history = self._history(session, conversation.id)  # before this turn's own message
-        conversations.add_message(session, conversation, "user", message, page_url=request.get("page_url"),
-                                  language=request.get("language"), page_context=page_context)
+        pending: list[Message] = []
+
+        def add(role: str, content: str = "", **fields) -> Message:
+            row = Message(id=uuid.uuid4(), conversation_id=conversation.id, seq=last_seq + 1 + len(pending),
+                          role=role, content=content, **fields)
+            pending.append(row)
+            return row
+
+        def write() -> None:
+            if conversation in session:
+                conversation.updated_at = utcnow()
+            else:  # a new one: written now, with its timestamps
+                session.add(conversation)
+            session.add_all(pending)
+
+        add("user", message, page_url=request.get("page_url"), language=request.get("language"),
+            page_context=page_context)
         if blocked(message, chatbot.blocklist or ()):
-            conversations.add_message(session, conversation, "assistant", "", finish_reason="blocked")
+            add("assistant", "", finish_reason="blocked")
+            write()
             return stop("blocked", "blocked")
 
         model = self.providers.model_for(chatbot.model)
@@ -123,15 +150,17 @@ class ChatEngine:
         reservation = self.config.prices.cost(model, prompt_estimate * rounds, self.config.max_output_tokens * rounds)
 
         if chatbot.monthly_budget_usd is not None:
-            lock_chatbot(session, chatbot.id)  # budget checks of one chatbot take turns
+            # Budget checks of one chatbot take turns; the reservation below is written
+            # (by the commit) while this transaction still holds the lock.
+            lock_chatbot(session, chatbot.id)
             spent = month_spend(session, chatbot.id)
             if spent + reservation > chatbot.monthly_budget_usd:
-                conversations.add_message(session, conversation, "assistant", "", finish_reason="budget_exceeded",
-                                          model=model)
+                add("assistant", "", finish_reason="budget_exceeded", model=model)
+                write()
                 return stop("budget_exceeded", "budget_exceeded")
 
-        assistant = conversations.add_message(session, conversation, "assistant", "", model=model,
-                                              cost_usd=reservation, finish_reason=PENDING)
+        assistant = add("assistant", "", model=model, cost_usd=reservation, finish_reason=PENDING)
+        write()
         plan.assistant_message_id = assistant.id
         plan.model = model
         plan.question = message
@@ -382,6 +411,16 @@ class Turn:
                                                   for m in plan.messages)
             outcome.cost_usd = config.prices.cost(plan.model, prompt, completion)
         with self.engine.database.unit_of_work() as session:
+            if not outcome.tool_records:
+                # The common case is one statement; a message deleted meanwhile (conversation
+                # removed by the back office) matches no row.
+                session.execute(update(Message).where(Message.id == plan.assistant_message_id).values(
+                    content="".join(outcome.text), finish_reason=outcome.finish or "disconnected",
+                    prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens,
+                    cost_usd=outcome.cost_usd,
+                    # SQL NULL as the ORM path leaves it (a bare None would be stored as JSON null).
+                    tool_payload={"error": outcome.error} if outcome.error else null()))
+                return
             conversation = session.get(Conversation, plan.conversation_id)
             for record in outcome.tool_records:
                 conversations.add_message(
