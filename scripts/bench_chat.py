@@ -4,13 +4,14 @@
 
 Starts three things: a fake OpenAI-compatible upstream (its own process; every answer
 takes --answer-seconds, its first token comes after --first-token), the real app under
-uvicorn (one worker, its own process, pointed at that upstream through the `openai`
-SDK), and this process as the client, opening --streams chat streams over --ramp
+uvicorn (one process; or gunicorn with --workers N uvicorn workers and Redis, as in
+production), pointed at that upstream through the `openai` SDK, and this process as the client, opening --streams chat streams over --ramp
 seconds with raw asyncio sockets (each from its own X-Forwarded-For address, so the
 per-IP limit applies per visitor as in production). It prints how many streams were
 open at once and completed, time to first byte and to the first text event (the
 server's overhead is the latter minus the upstream's first-token delay), and the
-server's RSS per open stream.
+server's RSS per open stream (summed over workers) and its CPU time per stream.
+`--profile FILE` records the (first) server process with py-spy meanwhile.
 """
 from __future__ import annotations
 
@@ -120,17 +121,48 @@ async def one_stream(port: int, slug: str, key: str, index: int, results: list, 
         record["error"] = str(exc)
 
 
+def server_pids(pid: int) -> list[int]:
+    """The server process and its children (gunicorn's workers)."""
+    pids = [pid]
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children = (task / "children").read_text().split()
+            pids.extend(int(c) for c in children)
+    except OSError:
+        pass
+    return pids
+
+
 def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    total = 0
+    for p in server_pids(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of the server and its workers (the first measure to trust on a
+    shared machine: wall-clock figures depend on what else runs)."""
+    total = 0
+    for p in server_pids(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 async def run_client(args, port: int, slug: str, key: str, server_pid: int) -> dict:
     results: list = []
     state = {"open": 0, "max_open": 0}
     baseline = rss_kb(server_pid)
+    cpu_before = cpu_seconds(server_pid)
     peak = {"rss": baseline, "open_at_peak": 0}
 
     async def sample():
@@ -150,6 +182,7 @@ async def run_client(args, port: int, slug: str, key: str, server_pid: int) -> d
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=args.answer_seconds * 6 + 120)
     sampler.cancel()
     return {"results": results, "max_open": state["max_open"], "elapsed": time.perf_counter() - started,
+            "cpu_seconds": cpu_seconds(server_pid) - cpu_before,
             "rss_baseline_kb": baseline, "rss_peak_kb": peak["rss"], "open_at_peak": peak["open_at_peak"]}
 
 
@@ -206,7 +239,11 @@ def main(argv=None) -> int:
     parser.add_argument("--words", type=int, default=40, help="text chunks per answer")
     parser.add_argument("--ramp", type=float, default=2.0, help="seconds over which the streams are opened")
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
-    parser.add_argument("--redis-url")
+    parser.add_argument("--redis-url", help="default with --workers: redis://127.0.0.1:6379/14")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="gunicorn (handlers/runtime/gunicorn_conf.py) with N uvicorn workers and Redis; "
+                             "0: one plain uvicorn process")
+    parser.add_argument("--profile", metavar="FILE", help="py-spy record the server (speedscope JSON) meanwhile")
     parser.add_argument("--switch-interval", type=float, default=0.005,
                         help="the server's sys.setswitchinterval (CPython's default is 0.005)")
     parser.add_argument("--upstream", nargs=1, help=argparse.SUPPRESS)
@@ -224,23 +261,43 @@ def main(argv=None) -> int:
                    OPENAI_TIMEOUT=str(args.answer_seconds + 30), TRUSTED_PROXIES="127.0.0.1",
                    CHAT_KEEPALIVE_SECONDS="15", LOG_LEVEL="WARNING")
         env.pop("REDIS_URL", None)
-        if args.redis_url:
-            env["REDIS_URL"] = args.redis_url
-        server = subprocess.Popen([sys.executable, "-c", (
-            f"import sys; sys.setswitchinterval({args.switch_interval}); import uvicorn; "
-            f"uvicorn.run('handlers.runtime.asgi:app', port={app_port}, log_level='warning', access_log=False, "
-            f"backlog=4096)")], cwd=ROOT, env=env)
+        redis_url = args.redis_url or ("redis://127.0.0.1:6379/14" if args.workers else None)
+        if redis_url:
+            env["REDIS_URL"] = redis_url
+        if args.workers:
+            env.update(WEB_CONCURRENCY=str(args.workers), BIND=f"127.0.0.1:{app_port}")
+            server = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "handlers/runtime/gunicorn_conf.py"),
+                 "--access-logfile", "/dev/null", "--backlog", "4096", "handlers.runtime.asgi:app"],
+                cwd=ROOT, env=env, start_new_session=True)
+        else:
+            server = subprocess.Popen([sys.executable, "-c", (
+                f"import sys; sys.setswitchinterval({args.switch_interval}); import uvicorn; "
+                f"uvicorn.run('handlers.runtime.asgi:app', port={app_port}, log_level='warning', access_log=False, "
+                f"backlog=4096)")], cwd=ROOT, env=env)
+        profiler = None
         try:
             wait_port(up_port)
             wait_port(app_port)
-            # One warm-up turn: imports, connection pools, first queries.
-            asyncio.run(run_client(argparse.Namespace(streams=1, ramp=0, answer_seconds=args.answer_seconds),
+            # Warm-up turns (one per worker, give or take): imports, connection pools, first queries.
+            asyncio.run(run_client(argparse.Namespace(streams=max(1, 2 * args.workers), ramp=0,
+                                                      answer_seconds=args.answer_seconds),
                                    app_port, slug, key, server.pid))
+            if args.profile:
+                target = server_pids(server.pid)[-1]  # a worker under gunicorn
+                profiler = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(target), "--format", "speedscope",
+                                             "--output", args.profile, "--gil", "--nonblocking",
+                                             "--rate", "200"],
+                                            stdout=subprocess.DEVNULL)
+                time.sleep(1)
             report = asyncio.run(run_client(args, app_port, slug, key, server.pid))
         finally:
+            if profiler is not None:
+                profiler.send_signal(2)  # SIGINT: py-spy writes its file
+                profiler.wait(30)
             server.terminate()
             upstream.terminate()
-            server.wait(10)
+            server.wait(30)
             upstream.wait(10)
 
     results = report["results"]
@@ -267,6 +324,8 @@ def main(argv=None) -> int:
     print(f"server RSS                   {report['rss_baseline_kb'] / 1024:.0f} MB idle, "
           f"{report['rss_peak_kb'] / 1024:.0f} MB peak with {report['open_at_peak']} open "
           f"-> {per_stream:.0f} KB per stream")
+    print(f"server CPU                   {report['cpu_seconds']:.1f} s -> "
+          f"{report['cpu_seconds'] / max(1, len(results)) * 1000:.1f} ms per stream")
     return 0 if len(completed) == len(results) else 1
 
 
