@@ -74,7 +74,9 @@ class OpenAIProvider:
         import httpx2
         import openai
 
-        arguments: dict[str, Any] = {}
+        # Messages and tools are plain JSON already: passed as `extra_body` they skip the
+        # SDK's type-directed transform of the request, about 1.2 ms of CPU per turn.
+        arguments: dict[str, Any] = {"messages": request.messages}
         if request.tools:
             arguments["tools"] = request.tools
         tool_parts: dict[int, dict[str, str]] = {}
@@ -85,8 +87,8 @@ class OpenAIProvider:
             # the SDK's pydantic objects costs about 1 ms per chunk, which is what bounds
             # the number of concurrent streams one process can carry.
             async with self.client.chat.completions.with_streaming_response.create(
-                    model=request.model, messages=request.messages, max_tokens=request.max_tokens,
-                    stream=True, stream_options={"include_usage": True}, **arguments) as response:
+                    model=request.model, messages=(), max_tokens=request.max_tokens,
+                    stream=True, stream_options={"include_usage": True}, extra_body=arguments) as response:
                 async for line in response.iter_lines():
                     if not line.startswith("data:"):
                         continue
