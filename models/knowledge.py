@@ -304,17 +304,20 @@ def search(session: Session, chatbot_id: uuid.UUID, question: str, *, limit: int
         else _search_postgresql(session, chatbot_id, " ".join(terms), limit)
     if not rows:
         return []
-    passages = {p.id: p for p in session.scalars(select(KnowledgePassage).where(
-        KnowledgePassage.id.in_([pid for pid, _ in rows])))}
-    documents = get_documents(session, {p.document_id for p in passages.values()})
+    # One round trip for the passages and their documents, as plain rows: this runs on
+    # every chat turn, where loading ORM objects cost more than the search itself.
+    found = {row.id: row for row in session.execute(
+        select(KnowledgePassage.id, KnowledgePassage.content, KnowledgeDocument.id.label("document_id"),
+               KnowledgeDocument.title, KnowledgeDocument.url, KnowledgeDocument.meta)
+        .join(KnowledgeDocument, KnowledgeDocument.id == KnowledgePassage.document_id)
+        .where(KnowledgePassage.id.in_([pid for pid, _ in rows])))}
     hits = []
     for passage_id, score in rows:
-        passage = passages.get(passage_id)
-        if passage is None:
+        row = found.get(passage_id)
+        if row is None:
             continue
-        document = documents[passage.document_id]
-        hits.append(Hit(passage.id, document.id, document.title, document.url, passage.content, float(score),
-                        dict(document.meta or {})))
+        hits.append(Hit(row.id, row.document_id, row.title, row.url, row.content, float(score),
+                        dict(row.meta or {})))
     return hits
 
 
