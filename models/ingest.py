@@ -14,6 +14,7 @@ import json
 import uuid
 from typing import Any, Iterable, Sequence
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     ForeignKey,
@@ -163,8 +164,34 @@ class BatchResult:
 # ── Small parsers ────────────────────────────────────────────────────────────
 
 
+_json_text = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _orjson(value: Any) -> bytes | None:
+    # orjson (~15x faster) writes the stdlib's text except: NaN/Infinity as null (so a
+    # null sends us to the stdlib), integers beyond 64 bits and lone surrogates refused,
+    # and floats as the same value in other digits (1e-5 as 0.00001, 3e-06 as 3e-6).
+    try:
+        out = orjson.dumps(value)
+    except TypeError:
+        return None
+    return None if b"null" in out else out
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON, as json.dumps(ensure_ascii=False) writes it (floats: the same value)."""
+    out = _orjson(value)
+    return _json_text(value) if out is None else out.decode()
+
+
+def serialize(value: Any, limit: int | None) -> tuple[str, int | None]:
+    """dumps() and, when there is a limit, the UTF-8 size of the stdlib's text: orjson's
+    float digits are at most 1.25x shorter, so its size decides only below limit / 2."""
+    out = _orjson(value)
+    if out is not None and (limit is None or len(out) <= limit // 2):
+        return out.decode(), len(out)
+    text = _json_text(value)
+    return text, None if limit is None else len(text.encode())
 
 
 def parse_timestamp(raw: str | None, now: dt.datetime) -> tuple[dt.datetime, int, str]:
@@ -509,10 +536,10 @@ def ingest_events(
         metadata = event.get("metadata")
         metadata_json = None
         if metadata is not None:
-            metadata_json = dumps(metadata)
-            if max_meta is not None and len(metadata_json.encode()) > max_meta:
+            metadata_json, size = serialize(metadata, max_meta)
+            if max_meta is not None and size > max_meta:
                 rejected.append(Rejection(index, "invalid_body",
-                                          f"metadata is {len(metadata_json.encode())} bytes serialized; at most {max_meta} are allowed."))
+                                          f"metadata is {size} bytes serialized; at most {max_meta} are allowed."))
                 continue
             if has_nul(metadata_json):
                 rejected.append(Rejection(index, "invalid_body", "metadata must not contain NUL characters."))

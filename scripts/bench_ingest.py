@@ -82,9 +82,22 @@ def seed(url: str):
     with database.unit_of_work() as s:
         org = wepeople.create_organization(s, "Bench Org", plan="enterprise")
         app = wepeople.create_app(s, org, "bench-app", "Bench App")
-        _, raw = wepeople.create_ingest_key(s, app)
     database.dispose()
-    return org.id, app.id, raw
+    return org.id, app.id
+
+
+def new_key(url: str, app_id) -> str:
+    """A fresh key per run: the per-key rate limit (600/minute) would otherwise cut
+    the third run short with 429s, which are not throughput."""
+    from models import wepeople
+    from models.db import Database
+    from models.wepeople import App
+
+    database = Database(url)
+    with database.unit_of_work() as s:
+        _, raw = wepeople.create_ingest_key(s, s.get(App, app_id), name=f"bench-{uuid.uuid4().hex[:6]}")
+    database.dispose()
+    return raw
 
 
 # ── Server ───────────────────────────────────────────────────────────────────
@@ -171,6 +184,7 @@ def drive(port: int, key: str, batches: int, connections: int, warmup: int, out)
     for t in warm:
         t.join()
     lock_counter = threading.Lock()
+    out.send("warm")
 
     def shared_budget():
         while True:
@@ -181,28 +195,54 @@ def drive(port: int, key: str, batches: int, connections: int, warmup: int, out)
             yield n
 
     threads = [threading.Thread(target=worker, args=(False, shared_budget())) for _ in range(connections)]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    out.send((time.perf_counter() - started, accepted, latencies, failures[:5]))
+    out.send((time.perf_counter() - started, accepted, latencies, failures[:5], time.process_time() - cpu))
     out.close()
 
 
-def measure_server(port: int, key: str, batches: int, connections: int) -> dict:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(master: int) -> float:
+    """CPU seconds used so far by the gunicorn workers (children of the master)."""
+    try:
+        with open(f"/proc/{master}/task/{master}/children") as f:
+            children = [int(p) for p in f.read().split()]
+    except OSError:
+        return 0.0
+    return sum(process_cpu(child) for child in children)
+
+
+def measure_server(port: int, key: str, batches: int, connections: int, master: int) -> dict:
     receive, send = multiprocessing.Pipe(duplex=False)
     process = multiprocessing.get_context("spawn").Process(
         target=drive, args=(port, key, batches, connections, 5, send))
     process.start()
-    elapsed, accepted, latencies, failures = receive.recv()
+    receive.recv()  # warm-up done
+    cpu_before = server_cpu(master)
+    elapsed, accepted, latencies, failures, client_cpu = receive.recv()
+    worker_cpu = server_cpu(master) - cpu_before
     process.join()
     if failures:
         print("  failures:", *failures, sep="\n    ", file=sys.stderr)
     latencies.sort()
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
     return {"events_per_s": accepted / elapsed, "p50_ms": pick(0.50), "p99_ms": pick(0.99),
-            "batches": len(latencies)}
+            "batches": len(latencies), "elapsed": elapsed,
+            # CPU per measured batch: the workers' (all of them) and the load generator's.
+            "server_cpu_ms": worker_cpu / max(1, batches) * 1000,
+            "client_cpu_ms": client_cpu / max(1, batches) * 1000}
 
 
 # ── Raw COPY baseline ────────────────────────────────────────────────────────
@@ -272,12 +312,13 @@ def main(argv=None) -> int:
     redis_url = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS)
     url = create_database(base)
     try:
-        org_id, app_id, key = seed(url)
+        org_id, app_id = seed(url)
         server, served, copied = [], [], []
         for run in range(1, args.runs + 1):
+            key = new_key(url, app_id)
             process, port = start_server(url, redis_url, args.workers)
             try:
-                result = measure_server(port, key, args.batches, args.connections)
+                result = measure_server(port, key, args.batches, args.connections, process.pid)
             finally:
                 stop_server(process)
             rows = copy_baseline(url, org_id, app_id, args.batches, args.workers)
@@ -285,13 +326,16 @@ def main(argv=None) -> int:
             served.append(result["events_per_s"])
             copied.append(rows)
             print(f"run {run}: server {result['events_per_s']:,.0f} events/s "
-                  f"(p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, {result['batches']} batches) | "
+                  f"(p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, {result['batches']} batches; "
+                  f"CPU/batch server {result['server_cpu_ms']:.1f} ms, client {result['client_cpu_ms']:.1f} ms) | "
                   f"raw COPY {rows:,.0f} rows/s | ratio {result['events_per_s'] / rows:.2f}", flush=True)
         median = statistics.median
         print(f"\nmedian of {args.runs} runs, {args.workers} workers, {BATCH}-event batches, "
               f"{args.connections} client connections:")
         print(f"  ingest API : {median(served):,.0f} accepted events/s; batch latency "
               f"p50 {median(r['p50_ms'] for r in server):.1f} ms, p99 {median(r['p99_ms'] for r in server):.1f} ms")
+        print(f"  CPU/batch  : gunicorn workers {median(r['server_cpu_ms'] for r in server):.1f} ms, "
+              f"load generator {median(r['client_cpu_ms'] for r in server):.1f} ms")
         print(f"  raw COPY   : {median(copied):,.0f} rows/s on {args.workers} connections")
         print(f"  ratio      : {median(s / c for s, c in zip(served, copied)):.2f}")
     finally:

@@ -32,7 +32,7 @@ from handlers.runtime.middleware import EdgeMiddleware, base_url_of, request_id_
 from handlers.runtime.security import AlpineChatAuth, WePeopleAuth, bearer_handler
 from handlers.runtime.sse import ChatStreamMiddleware
 from handlers.runtime.specs import ApiSpec, Contracts, Operation, load_contracts, snake_case
-from handlers.runtime.validation import body_validator_for, parameter_validator_for
+from handlers.runtime.validation import ParsedBodyRequest, body_validator_for, parameter_validator_for
 from models.db import Database
 
 log = logging.getLogger("app")
@@ -283,6 +283,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     app = connexion.FlaskApp(__name__)
     app.app.extensions["runtime"] = runtime
+    app.app.request_class = ParsedBodyRequest  # the body is parsed once, by the validator
     no_console = SwaggerUIOptions(serve_spec=False, swagger_ui=False)
     authenticators = {
         "wepeople": WePeopleAuth(database, contracts.wepeople),
