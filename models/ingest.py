@@ -235,15 +235,18 @@ def load_app(session: Session, app_id: uuid.UUID) -> App:
     return app
 
 
-def load_app_and_connection(session: Session, app_id: uuid.UUID) -> tuple[App, uuid.UUID]:
-    """The key's app and its `custom:<slug>` connection (created on first use), in one query."""
-    row = session.execute(select(App, IngestConnection.id)
-                          .outerjoin(IngestConnection, IngestConnection.app_id == App.id)
-                          .where(App.id == app_id)).first()
+def load_app_and_connection(session: Session, app_id: uuid.UUID):
+    """The key's app (id, organization_id, slug, allowed_event_types) and its
+    `custom:<slug>` connection (created on first use), in one query."""
+    # Table columns, not ORM entities: the ORM layer cost more than the query here.
+    apps, connections = App.__table__.c, IngestConnection.__table__.c
+    row = session.execute(select(apps.id, apps.organization_id, apps.slug, apps.allowed_event_types,
+                                 connections.id.label("connection_id"))
+                          .outerjoin(IngestConnection.__table__, connections.app_id == apps.id)
+                          .where(apps.id == app_id)).first()
     if row is None:  # the key was valid a moment ago; the app is being deleted
         raise DomainError(401, "invalid_key", "The API key's app no longer exists.")
-    app, connection_id = row
-    return app, connection_id or ensure_connection(session, app)
+    return row, row.connection_id or ensure_connection(session, row)
 
 
 def ensure_connection(session: Session, app: App) -> uuid.UUID:
@@ -307,6 +310,10 @@ def actor_ref(actor: dict) -> ActorRef | Rejection:
     return ActorRef(external_id=external_id, email=email.lower() if email else None, display_name=display_name)
 
 
+# Core columns: the ORM's per-statement work cost more than these queries themselves.
+_WORKERS = Worker.__table__.c
+
+
 class WorkerDirectory:
     """Resolves the actors of one request with a constant number of queries."""
 
@@ -331,9 +338,10 @@ class WorkerDirectory:
                 self.by_email.setdefault(row.email, entry)
 
     def _load(self, condition) -> None:
-        columns = (Worker.id, Worker.identity, Worker.external_id, Worker.email, Worker.display_name)
-        query = select(*columns).where(Worker.organization_id == self.organization_id, condition)
-        self._remember(self.session.execute(query.order_by(Worker.created_at)))
+        c = _WORKERS
+        query = select(c.id, c.identity, c.external_id, c.email, c.display_name).where(
+            c.organization_id == self.organization_id, condition)
+        self._remember(self.session.execute(query.order_by(c.created_at)))
 
     def resolve_all(self, refs: Iterable[ActorRef]) -> None:
         refs = list(refs)
@@ -342,11 +350,11 @@ class WorkerDirectory:
         emails = {r.email for r in refs if r.email is not None and r.external_id is None}
         conditions = []
         if ids:
-            conditions.append(Worker.id.in_(ids))
+            conditions.append(_WORKERS.id.in_(ids))
         if externals:
-            conditions.append(Worker.external_id.in_(externals))
+            conditions.append(_WORKERS.external_id.in_(externals))
         if emails:
-            conditions.append(Worker.email.in_(emails))
+            conditions.append(_WORKERS.email.in_(emails))
         if conditions:
             self._load(or_(*conditions))
         missing: dict[str, dict] = {}
@@ -361,7 +369,7 @@ class WorkerDirectory:
         if missing:
             # A concurrent request may create the same identities: theirs win, then re-read.
             _insert_ignore(self.session, Worker, list(missing.values()), ["organization_id", "identity"])
-            self._load(Worker.identity.in_(list(missing)))
+            self._load(_WORKERS.identity.in_(list(missing)))
 
     def find(self, ref: ActorRef) -> tuple[uuid.UUID, str | None] | None:
         if ref.worker_id is not None:
@@ -397,17 +405,18 @@ def charge(session: Session, organization_id: uuid.UUID, wanted: int, quota: int
         return 0
     month = current_month(now)
     dialect = session.get_bind().dialect.name
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(IngestUsage)
+    table = IngestUsage.__table__  # Core statements: no ORM bulk-insert machinery per request
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
     upsert = ins.values(organization_id=organization_id, month=month, events=wanted).on_conflict_do_update(
-        index_elements=["organization_id", "month"], set_={"events": IngestUsage.events + wanted},
-    ).returning(IngestUsage.events)
+        index_elements=["organization_id", "month"], set_={"events": table.c.events + wanted},
+    ).returning(table.c.events)
     total = session.execute(upsert).scalar_one()
     if quota is None or total <= quota:
         return wanted
     over = min(wanted, total - quota)
-    session.execute(update(IngestUsage).where(
-        IngestUsage.organization_id == organization_id, IngestUsage.month == month,
-    ).values(events=IngestUsage.events - over))
+    session.execute(update(table).where(
+        table.c.organization_id == organization_id, table.c.month == month,
+    ).values(events=table.c.events - over))
     return wanted - over
 
 
@@ -471,10 +480,14 @@ class EventWriter:
         middle = f"\t{_copy_text(source)}\t"
         tail = f"\t{_copy_text(request_id)}\t{received_at.isoformat()}\n"
         append = self.lines.append
+        worker_texts: dict[uuid.UUID, str] = {}  # str(UUID) is slow Python; actors repeat
 
         def add(worker_id, kind, event_type, category, occurred_at, offset, duration, metadata_json):
+            worker = worker_texts.get(worker_id)
+            if worker is None:
+                worker = worker_texts[worker_id] = str(worker_id)
             # kind, category (enum) and eventType (pattern) never hold COPY's special characters.
-            append(f"{head}{worker_id}{middle}{kind}\t{event_type}\t{category or NULL}\t{occurred_at.isoformat()}"
+            append(f"{head}{worker}{middle}{kind}\t{event_type}\t{category or NULL}\t{occurred_at.isoformat()}"
                    f"\t{offset}\t{NULL if duration is None else duration}"
                    f"\t{NULL if metadata_json is None else _copy_text(metadata_json)}{tail}")
         return add
@@ -525,6 +538,8 @@ def ingest_events(
     allowed_types = app.allowed_event_types
     allowed = None if allowed_types is None else set(allowed_types)
     max_meta = rules.metadata_max_bytes
+    # The same actor usually appears many times in a batch: read each one once.
+    actor_refs: dict[tuple, ActorRef] = {}
     for index, event in enumerate(events):
         if index in failed:
             continue
@@ -549,11 +564,16 @@ def ingest_events(
         except (ValueError, OverflowError) as exc:
             rejected.append(Rejection(index, "invalid_body", f"timestamp {event.get('timestamp')!r} is not usable: {exc}."))
             continue
-        ref = actor_ref(event["actor"])
-        if isinstance(ref, Rejection):
-            ref.index = index
-            rejected.append(ref)
-            continue
+        actor = event["actor"]
+        actor_key = (actor.get("workerId"), actor.get("externalId"), actor.get("email"), actor.get("displayName"))
+        ref = actor_refs.get(actor_key)
+        if ref is None:
+            ref = actor_ref(actor)
+            if isinstance(ref, Rejection):
+                ref.index = index
+                rejected.append(ref)
+                continue
+            actor_refs[actor_key] = ref
         refs.append(ref)
         candidates.append((index, event, ref, occurred_at, offset, echoed, metadata_json))
 
