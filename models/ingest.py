@@ -534,7 +534,6 @@ def ingest_events(
 
     failed = {r.index for r in rejected}
     candidates: list[tuple[int, dict, ActorRef, dt.datetime, int, str, str | None]] = []
-    refs: list[ActorRef] = []
     allowed_types = app.allowed_event_types
     allowed = None if allowed_types is None else set(allowed_types)
     max_meta = rules.metadata_max_bytes
@@ -574,13 +573,12 @@ def ingest_events(
                 rejected.append(ref)
                 continue
             actor_refs[actor_key] = ref
-        refs.append(ref)
         candidates.append((index, event, ref, occurred_at, offset, echoed, metadata_json))
 
     accepted: list[dict[str, Any]] = []
     if candidates:
         directory = WorkerDirectory(session, organization_id, connection_id)
-        directory.resolve_all(refs)
+        directory.resolve_all(actor_refs.values())  # refs without repeats, in first-seen order
         source = connection_name(app.slug)
         kept = []
         for candidate in candidates:

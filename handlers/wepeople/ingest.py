@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import json
 
 from flask import Response, current_app
 
@@ -60,8 +59,8 @@ def contract() -> EventContract:
 
 
 def _json(body: dict, status: int) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status,
-                    mimetype="application/json")
+    # The stdlib's compact text, written by orjson (500 accepted entries per batch).
+    return Response(ingest.dumps(body), status=status, mimetype="application/json")
 
 
 def _check_rate(rate_limit) -> None:
