@@ -33,44 +33,54 @@ ROOT = Path(__file__).resolve().parents[1]
 # ── Fake upstream ────────────────────────────────────────────────────────────
 
 async def _upstream_handle(reader, writer, first_token: float, answer_seconds: float, words: int):
+    # Keeps the connection alive between answers as the real API does (a TCP connect per
+    # turn would be charged to the server under test).
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        body = json.loads(await reader.readexactly(length))
-        model = body.get("model", "bench")
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
-                     b"connection: close\r\n\r\n")
-
-        def chunk(payload: dict) -> bytes:
-            data = b"data: " + json.dumps(payload).encode() + b"\n\n"
-            return f"{len(data):x}\r\n".encode() + data + b"\r\n"
-
-        def delta(content=None, finish=None):
-            return {"id": "b", "object": "chat.completion.chunk", "created": 0, "model": model,
-                    "choices": [{"index": 0, "delta": {} if content is None else {"content": content},
-                                 "finish_reason": finish}]}
-
-        await asyncio.sleep(first_token)
-        step = (answer_seconds - first_token) / max(1, words - 1)
-        for i in range(words):
-            if i:
-                await asyncio.sleep(step)
-            writer.write(chunk(delta(f"w{i} ")))
-            await writer.drain()
-        writer.write(chunk(delta(finish="stop")))
-        writer.write(chunk({"id": "b", "object": "chat.completion.chunk", "created": 0, "model": model,
-                            "choices": [], "usage": {"prompt_tokens": 500, "completion_tokens": words,
-                                                     "total_tokens": 500 + words}}))
-        done = b"data: [DONE]\n\n"
-        writer.write(f"{len(done):x}\r\n".encode() + done + b"\r\n0\r\n\r\n")
-        await writer.drain()
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return  # the client closed an idle connection
+            await _upstream_answer(reader, writer, head, first_token, answer_seconds, words)
     except (ConnectionError, asyncio.IncompleteReadError):
         pass
     finally:
         writer.close()
+
+
+async def _upstream_answer(reader, writer, head: bytes, first_token: float, answer_seconds: float, words: int):
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    body = json.loads(await reader.readexactly(length))
+    model = body.get("model", "bench")
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
+                 b"connection: keep-alive\r\n\r\n")
+
+    def chunk(payload: dict) -> bytes:
+        data = b"data: " + json.dumps(payload).encode() + b"\n\n"
+        return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+    def delta(content=None, finish=None):
+        return {"id": "b", "object": "chat.completion.chunk", "created": 0, "model": model,
+                "choices": [{"index": 0, "delta": {} if content is None else {"content": content},
+                             "finish_reason": finish}]}
+
+    await asyncio.sleep(first_token)
+    step = (answer_seconds - first_token) / max(1, words - 1)
+    for i in range(words):
+        if i:
+            await asyncio.sleep(step)
+        writer.write(chunk(delta(f"w{i} ")))
+        await writer.drain()
+    writer.write(chunk(delta(finish="stop")))
+    writer.write(chunk({"id": "b", "object": "chat.completion.chunk", "created": 0, "model": model,
+                        "choices": [], "usage": {"prompt_tokens": 500, "completion_tokens": words,
+                                                 "total_tokens": 500 + words}}))
+    done = b"data: [DONE]\n\n"
+    writer.write(f"{len(done):x}\r\n".encode() + done + b"\r\n0\r\n\r\n")
+    await writer.drain()
 
 
 def run_upstream(port: int, first_token: float, answer_seconds: float, words: int) -> None:
@@ -279,8 +289,9 @@ def main(argv=None) -> int:
         try:
             wait_port(up_port)
             wait_port(app_port)
-            # Warm-up turns (one per worker, give or take): imports, connection pools, first queries.
-            asyncio.run(run_client(argparse.Namespace(streams=max(1, 2 * args.workers), ramp=0,
+            # Warm-up turns, opened at once so that every worker gets some: imports (the
+            # SDK's is ~0.7 s of CPU), connection pools, first queries.
+            asyncio.run(run_client(argparse.Namespace(streams=max(1, 8 * args.workers), ramp=0,
                                                       answer_seconds=args.answer_seconds),
                                    app_port, slug, key, server.pid))
             if args.profile:

@@ -89,12 +89,17 @@ class OpenAIProvider:
             async with self.client.chat.completions.with_streaming_response.create(
                     model=request.model, messages=(), max_tokens=request.max_tokens,
                     stream=True, stream_options={"include_usage": True}, extra_body=arguments) as response:
+                done = False
                 async for line in response.iter_lines():
-                    if not line.startswith("data:"):
+                    if done or not line.startswith("data:"):
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
-                        break
+                        # Read on to the end of the body (it ends right after [DONE]): a
+                        # response left unread closes its connection, and the next turn
+                        # would pay a new TCP (and TLS) connect.
+                        done = True
+                        continue
                     chunk = json.loads(data)
                     if chunk.get("error"):
                         raise UpstreamError(f"upstream error event: {chunk['error']}")
@@ -237,7 +242,7 @@ class ProviderFactory:
         http_client = openai.DefaultAsyncHttpxClient(
             timeout=timeout,
             limits=httpx2.Limits(max_connections=self.config.upstream_connections,
-                                 max_keepalive_connections=min(200, self.config.upstream_connections)))
+                                 max_keepalive_connections=self.config.upstream_connections))
         if self.kind == "azure":
             return openai.AsyncAzureOpenAI(
                 azure_endpoint=s.azure_openai_endpoint, api_key=s.azure_openai_api_key,

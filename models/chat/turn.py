@@ -300,11 +300,17 @@ class Turn:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise TimeoutError(f"turn exceeded {config.turn_timeout_seconds}s")
+                # Per chunk: take what is there without waiting; else wait under
+                # asyncio.timeout, which (unlike wait_for) wraps no task around the get.
                 try:
-                    item = await asyncio.wait_for(queue.get(), min(config.keepalive_seconds, remaining))
-                except TimeoutError:
-                    yield None
-                    continue
+                    item = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    try:
+                        async with asyncio.timeout(min(config.keepalive_seconds, remaining)):
+                            item = await queue.get()
+                    except TimeoutError:
+                        yield None
+                        continue
                 if item is _END:
                     break
                 if isinstance(item, BaseException):
