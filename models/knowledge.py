@@ -16,8 +16,7 @@ import threading
 import uuid
 from typing import Any, Iterable
 
-from sqlalchemy import BigInteger, cast, ForeignKey, Index, Integer, String, Text, UniqueConstraint, delete, func, literal_column, select, text
-from sqlalchemy.dialects.postgresql import TSQUERY
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, delete, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.db import Base, CreatedAt, UUIDPk
@@ -300,8 +299,9 @@ def search(session: Session, chatbot_id: uuid.UUID, question: str, *, limit: int
     terms = query_terms(question)
     if not terms:
         return []
-    rows = _search_sqlite(session, chatbot_id, terms, limit) if _is_sqlite(session) \
-        else _search_postgresql(session, chatbot_id, " ".join(terms), limit)
+    if not _is_sqlite(session):
+        return _search_postgresql(session, chatbot_id, " ".join(terms), limit)
+    rows = _search_sqlite(session, chatbot_id, terms, limit)
     if not rows:
         return []
     # One round trip for the passages and their documents, as plain rows: this runs on
@@ -321,23 +321,30 @@ def search(session: Session, chatbot_id: uuid.UUID, question: str, *, limit: int
     return hits
 
 
-def _search_postgresql(session: Session, chatbot_id: uuid.UUID, words: str, limit: int) -> list[tuple[int, float]]:
-    found: list[tuple[int, float]] = []
-    languages = session.scalars(select(KnowledgePassage.language).where(
-        KnowledgePassage.chatbot_id == chatbot_id).distinct())
-    for language in languages:
-        config = literal_column(f"'{TS_CONFIGS[language]}'")
-        vector = func.to_tsvector(config, KnowledgePassage.content)  # the partial index's expression
-        # plainto_tsquery stems the words with the language's dictionary; OR them together.
-        query = cast(func.replace(cast(func.plainto_tsquery(config, words), Text), "&", "|"), TSQUERY)
-        rank = func.ts_rank_cd(vector, query)
-        statement = (select(KnowledgePassage.id, rank)
-                     .where(KnowledgePassage.chatbot_id == chatbot_id, KnowledgePassage.language == language,
-                            vector.op("@@")(query))
-                     .order_by(rank.desc(), KnowledgePassage.id).limit(limit))
-        found.extend((row[0], row[1]) for row in session.execute(statement))
-    found.sort(key=lambda r: -r[1])
-    return found[:limit]
+def _pg_search_sql() -> str:
+    # One branch per configured language, each shaped like its partial index (to_tsvector
+    # with the language's configuration, language = '..'); a language without passages
+    # finds nothing. plainto_tsquery stems the words with the language's dictionary; the
+    # words are ORed together.
+    branch = ("(SELECT p.id, ts_rank_cd(to_tsvector('{c}', p.content), q.query) AS score"
+              " FROM knowledge_passages p, (SELECT replace(plainto_tsquery('{c}', :words)::text, '&', '|')::tsquery"
+              " AS query) q WHERE p.chatbot_id = :chatbot_id AND p.language = '{l}'"
+              " AND to_tsvector('{c}', p.content) @@ q.query ORDER BY score DESC, p.id LIMIT :limit)")
+    union = " UNION ALL ".join(branch.format(c=config, l=language) for language, config in TS_CONFIGS.items())
+    return ("SELECT p.id, p.content, d.id AS document_id, d.title, d.url, d.meta, r.score"
+            f" FROM ({union}) r JOIN knowledge_passages p ON p.id = r.id"
+            " JOIN knowledge_documents d ON d.id = p.document_id ORDER BY r.score DESC, r.id LIMIT :limit")
+
+
+# Plain SQL, built once: one statement per turn (it was three: the chatbot's languages,
+# a search per language, the passages' documents), and no statement to compile or key.
+_PG_SEARCH = text(_pg_search_sql())
+
+
+def _search_postgresql(session: Session, chatbot_id: uuid.UUID, words: str, limit: int) -> list[Hit]:
+    rows = session.execute(_PG_SEARCH, {"chatbot_id": chatbot_id, "words": words, "limit": limit})
+    return [Hit(row.id, row.document_id, row.title, row.url, row.content, float(row.score), dict(row.meta or {}))
+            for row in rows]
 
 
 def _search_sqlite(session: Session, chatbot_id: uuid.UUID, terms: list[str], limit: int) -> list[tuple[int, float]]:
