@@ -105,14 +105,35 @@ class ChatStreamMiddleware:
             await stream_turn(turn, receive, send)
 
 
+# Events a turn yields back to back up to `done`, with nothing awaited between them: held
+# and written with `done` and the end of the body in one socket write (4 writes were 1).
+_TAIL = frozenset({"card", "usage", "finish"})
+
+
 async def stream_turn(turn: Turn, receive: Receive, send: Send) -> None:
     gone = asyncio.Event()
+    ended = False
 
     async def pump() -> None:
+        nonlocal ended
         events = turn.events()
+        held: list[bytes] = []
         try:
             async for event in events:
-                await send({"type": "http.response.body", "body": encode(event), "more_body": True})
+                if event is not None and event["type"] in _TAIL:
+                    held.append(encode(event))
+                    continue
+                body = encode(event)
+                if held:
+                    body = b"".join(held) + body
+                    held.clear()
+                if event is not None and event["type"] == "done":
+                    ended = True
+                    await send({"type": "http.response.body", "body": body, "more_body": False})
+                else:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+            if held:  # not expected: the turn ended without `done`
+                await send({"type": "http.response.body", "body": b"".join(held), "more_body": True})
         except OSError:  # the socket broke under us
             gone.set()
         finally:
@@ -139,7 +160,7 @@ async def stream_turn(turn: Turn, receive: Receive, send: Send) -> None:
             await asyncio.gather(pump_task, watch_task, gone_task, return_exceptions=True)
         if gone.is_set():
             turn.disconnected()
-        else:
+        elif not ended:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
     except OSError:
         turn.disconnected()
