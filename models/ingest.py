@@ -31,9 +31,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from models.db import Base, CreatedAt, Str200, UUIDPk, utcnow
+from models.db import Base, CreatedAt, UUIDPk, utcnow
 from models.errors import DomainError
-from models.wepeople import App, Organization
+from models.wepeople import App
 
 # Synthetic integration connection of an app: the `source` of its timeline rows.
 CONNECTION_PREFIX = "custom:"

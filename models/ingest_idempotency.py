@@ -10,7 +10,6 @@ declares `x-idempotency`.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import Any
 
 from sqlalchemy import Integer, LargeBinary, String, UniqueConstraint, delete, select, update

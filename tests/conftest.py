@@ -3,6 +3,7 @@ PostgreSQL database when TEST_DATABASE_URL is set), Redis when TEST_REDIS_URL is
 the app, an HTTP client, and factories for tenants and keys."""
 from __future__ import annotations
 
+import contextlib
 import os
 import types
 import uuid
@@ -19,18 +20,15 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or None
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL") or None
 
 
-def _admin_engine(url: str):
-    return create_engine(make_url(url).set(database="postgres"), poolclass=NullPool,
-                         isolation_level="AUTOCOMMIT")
+BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory):
-    if not TEST_DATABASE_URL:
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
-        return
-    name = f"ct_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = _admin_engine(TEST_DATABASE_URL)
+@contextlib.contextmanager
+def throwaway_postgres(prefix: str):
+    """A new database on TEST_DATABASE_URL's server, dropped afterwards."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(make_url(TEST_DATABASE_URL).set(database="postgres"), poolclass=NullPool,
+                          isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
@@ -39,6 +37,27 @@ def database_url(tmp_path_factory):
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    """The run's shared database: a SQLite file, or PostgreSQL with TEST_DATABASE_URL."""
+    if not TEST_DATABASE_URL:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        return
+    with throwaway_postgres("ct") as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def fresh_database_url(request, tmp_path):
+    """An empty database per test, on each backend in use: a SQLite file in a folder
+    that does not exist yet, and a throwaway PostgreSQL database with TEST_DATABASE_URL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'var' / 'test.db'}"
+        return
+    with throwaway_postgres("fresh") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

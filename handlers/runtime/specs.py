@@ -7,7 +7,6 @@ import dataclasses
 import json
 import re
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import jsonschema_rs

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import uuid
-import uuid
 from pathlib import Path
 
 import pytest

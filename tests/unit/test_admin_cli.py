@@ -10,43 +10,21 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy import text
 
 from models import alpinechat, wepeople
 from models.db import Database
 
 ROOT = Path(__file__).resolve().parents[2]
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request, tmp_path):
-    """A fresh SQLite file, or a throwaway PostgreSQL database next to TEST_DATABASE_URL."""
-    if request.param == "sqlite":
-        # A missing folder: the CLI has to create it.
-        yield f"sqlite:///{tmp_path / 'var' / 'admin.db'}"
-        return
-    base = make_url(os.environ["TEST_DATABASE_URL"])
-    name = f"test_admin_{uuid.uuid4().hex[:12]}"
-    server = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with server.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
 
 
 @pytest.fixture
-def admin(database_url):
+def admin(fresh_database_url):
     def run(*args: str, ok: bool = True):
         result = subprocess.run(
             [sys.executable, "-m", "scripts.admin", *args, "--json"],
             cwd=ROOT,
-            env={**os.environ, "DATABASE_URL": database_url},
+            env={**os.environ, "DATABASE_URL": fresh_database_url},
             capture_output=True,
             text=True,
             timeout=120,
@@ -58,8 +36,8 @@ def admin(database_url):
 
 
 @pytest.fixture
-def db(database_url):
-    database = Database(database_url)
+def db(fresh_database_url):
+    database = Database(fresh_database_url)
     yield database
     database.dispose()
 

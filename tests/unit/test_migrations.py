@@ -1,40 +1,15 @@
 """The Alembic history builds exactly the schema the models describe, both ways."""
 from __future__ import annotations
 
-import os
-import uuid
-
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column, MetaData, String, create_engine, inspect, make_url, text
+from sqlalchemy import Column, MetaData, String, create_engine, inspect
 from sqlalchemy.pool import NullPool
 
 from models import migrate
 from models.db import Base
 from models.registry import load_all
-
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request, tmp_path):
-    """A fresh SQLite file, or a throwaway PostgreSQL database next to TEST_DATABASE_URL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'test.db'}"
-        return
-    base = make_url(os.environ["TEST_DATABASE_URL"])
-    name = f"test_migrations_{uuid.uuid4().hex[:12]}"
-    server = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with server.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
 
 
 def _drift(url: str, metadata: MetaData) -> list:
@@ -61,33 +36,33 @@ def _head() -> str:
     return heads[0]
 
 
-def test_models_and_migrations_do_not_drift(database_url):
+def test_models_and_migrations_do_not_drift(fresh_database_url):
     load_all()
-    migrate.upgrade(database_url)
-    assert migrate.current(database_url) == _head()
-    assert _drift(database_url, Base.metadata) == []
+    migrate.upgrade(fresh_database_url)
+    assert migrate.current(fresh_database_url) == _head()
+    assert _drift(fresh_database_url, Base.metadata) == []
 
 
-def test_drift_check_notices_a_column_without_migration(database_url):
+def test_drift_check_notices_a_column_without_migration(fresh_database_url):
     load_all()
-    migrate.upgrade(database_url)
+    migrate.upgrade(fresh_database_url)
     metadata = MetaData(naming_convention=Base.metadata.naming_convention)
     for table in Base.metadata.tables.values():
         table.to_metadata(metadata)
     metadata.tables["chatbots"].append_column(Column("unmigrated", String(10)))
-    assert [diff[0] for diff in _drift(database_url, metadata)] == ["add_column"]
+    assert [diff[0] for diff in _drift(fresh_database_url, metadata)] == ["add_column"]
 
 
-def test_downgrade_to_base_and_upgrade_again(database_url):
+def test_downgrade_to_base_and_upgrade_again(fresh_database_url):
     load_all()
-    migrate.upgrade(database_url)
-    migrate.downgrade(database_url, "base")
-    assert migrate.current(database_url) is None
-    assert _tables(database_url) <= {"alembic_version"}
-    migrate.upgrade(database_url)
-    assert migrate.current(database_url) == _head()
-    assert set(Base.metadata.tables) <= _tables(database_url)
-    assert _drift(database_url, Base.metadata) == []
+    migrate.upgrade(fresh_database_url)
+    migrate.downgrade(fresh_database_url, "base")
+    assert migrate.current(fresh_database_url) is None
+    assert _tables(fresh_database_url) <= {"alembic_version"}
+    migrate.upgrade(fresh_database_url)
+    assert migrate.current(fresh_database_url) == _head()
+    assert set(Base.metadata.tables) <= _tables(fresh_database_url)
+    assert _drift(fresh_database_url, Base.metadata) == []
 
 
 def test_upgrade_creates_the_sqlite_folder(tmp_path):

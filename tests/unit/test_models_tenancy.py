@@ -5,48 +5,26 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import os
 import uuid
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
-from sqlalchemy import create_engine, make_url, select, text
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.pool import NullPool
 
 from models import alpinechat, keys, wepeople
 from models.db import Database
 from models.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request, tmp_path):
-    """A fresh SQLite file, or a throwaway PostgreSQL database next to TEST_DATABASE_URL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'test.db'}"
-        return
-    base = make_url(os.environ["TEST_DATABASE_URL"])
-    name = f"test_tenancy_{uuid.uuid4().hex[:12]}"
-    server = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with server.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
 
 
 @pytest.fixture
-def db(database_url):
-    upgrade(database_url)
-    database = Database(database_url)
+def db(fresh_database_url):
+    upgrade(fresh_database_url)
+    database = Database(fresh_database_url)
     yield database
     database.dispose()
 

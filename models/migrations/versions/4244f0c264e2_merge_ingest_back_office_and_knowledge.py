@@ -6,8 +6,6 @@ Create Date: 2026-11-22 12:40:24.974477
 """
 from __future__ import annotations
 
-from alembic import op
-import sqlalchemy as sa
 
 
 revision = '4244f0c264e2'
