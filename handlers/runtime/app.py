@@ -313,7 +313,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                        contracts=contracts, renderer=runtime.renderer)
     # Inside the edge layer (responses get request ids), before routing (answers preflights).
     app.add_middleware(ChatbotCorsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
-                       contracts=contracts, database=database)
+                       contracts=contracts, database=database, renderer=runtime.renderer)
     # Inside exception handling, before routing: streams chat turns on the event loop.
     app.add_middleware(ChatStreamMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER)
     _add_documentation(app, runtime)

@@ -8,13 +8,14 @@ knows no OPTIONS operation and would say 405.
 """
 from __future__ import annotations
 
-import json
 import re
 
 import anyio
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from handlers.runtime.errors import ApiError, ErrorRenderer
+from handlers.runtime.middleware import send_api_error
 from handlers.runtime.specs import Contracts
 from models import alpinechat
 from models.db import Database
@@ -35,9 +36,11 @@ class _Route:
 
 
 class ChatbotCorsMiddleware:
-    def __init__(self, app: ASGIApp, *, contracts: Contracts, database: Database):
+    def __init__(self, app: ASGIApp, *, contracts: Contracts, database: Database, renderer: ErrorRenderer):
         self.app = app
         self.database = database
+        self.renderer = renderer
+        self.api = contracts.alpinechat
         routes: dict[str, _Route] = {}
         for operation in contracts.alpinechat.operations.values():
             if operation.source.get(CORS_EXTENSION) == CHATBOT_ORIGINS and "{slug}" in operation.path:
@@ -70,7 +73,7 @@ class ChatbotCorsMiddleware:
         if origin:
             origins = await anyio.to_thread.run_sync(self._allowed_origins, slug)
             if preflight:
-                await self._preflight(send, route, origin, origins)
+                await self._preflight(scope, send, route, origin, origins)
                 return
             allowed = origin if origins and _same_origin(origin, origins) else None
 
@@ -86,14 +89,15 @@ class ChatbotCorsMiddleware:
 
         await self.app(scope, receive, send_with_cors)
 
-    async def _preflight(self, send: Send, route: _Route, origin: str, origins: list[str] | None) -> None:
+    async def _preflight(self, scope: Scope, send: Send, route: _Route, origin: str,
+                         origins: list[str] | None) -> None:
         vary = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
         if origins is None:
-            await _json(send, 404, {"error": "not_found"}, vary)
+            await send_api_error(send, scope, self.renderer, self.api, ApiError(404, "not_found"), {"Vary": vary})
             return
         if not _same_origin(origin, origins):
             # No CORS headers: the browser refuses the cross-origin request.
-            await _json(send, 403, {"error": "forbidden"}, vary)
+            await send_api_error(send, scope, self.renderer, self.api, ApiError(403, "forbidden"), {"Vary": vary})
             return
         headers = {
             "Access-Control-Allow-Origin": origin,
@@ -114,11 +118,3 @@ def _same_origin(origin: str, origins: list[str]) -> bool:
     except ValueError:  # "null" (sandboxed frames, file://) or garbage
         return False
     return normalized in origins
-
-
-async def _json(send: Send, status: int, body: dict, vary: str) -> None:
-    payload = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-        (b"vary", vary.encode())]})
-    await send({"type": "http.response.body", "body": payload})

@@ -85,18 +85,25 @@ class EdgeMiddleware:
     async def _refuse_too_large(self, api, scope: Scope, send: Send, cap: int) -> None:
         error = ApiError(413, "batch_too_large" if api is self.contracts.wepeople else "payload_too_large",
                          f"The request body exceeds {cap} bytes.")
-        status, headers, body = self.renderer.render(
-            api, error, request_id=request_id_of(scope), base_url=base_url_of(scope),
-            method=scope["method"], path=scope["path"],
-        )
-        headers["Content-Length"] = str(len(body))
-        headers["Connection"] = "close"  # the unread body makes the connection unusable
-        await send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        })
-        await send({"type": "http.response.body", "body": body})
+        # The unread body makes the connection unusable.
+        await send_api_error(send, scope, self.renderer, api, error, {"Connection": "close"})
+
+
+async def send_api_error(send: Send, scope: Scope, renderer: ErrorRenderer, api, error: ApiError,
+                         extra_headers: dict[str, str] | None = None) -> None:
+    """Answers from an ASGI middleware with the API's one error mapping."""
+    status, headers, body = renderer.render(
+        api, error, request_id=request_id_of(scope), base_url=base_url_of(scope),
+        method=scope["method"], path=scope["path"],
+    )
+    headers.update(extra_headers or {})
+    headers["Content-Length"] = str(len(body))
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+    })
+    await send({"type": "http.response.body", "body": body})
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
