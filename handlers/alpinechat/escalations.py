@@ -1,25 +1,23 @@
 """AlpineChat operations tagged `Escalations`."""
 from __future__ import annotations
 
-from flask import current_app
-
+from handlers.runtime.specs import ApiSpec
 from models import alpinechat, backoffice
 
 
-def _confirmation(language: str) -> str:
+def _confirmation(contract: ApiSpec, language: str) -> str:
     """EscalationResponse.message's x-localized text in the chatbot's language."""
-    api = current_app.extensions["runtime"].contracts.alpinechat
-    message = api.schema("EscalationResponse")["properties"]["message"]
+    message = contract.schema("EscalationResponse")["properties"]["message"]
     localized = message.get("x-localized", {})
     return localized.get(language) or message.get("example", "")
 
 
-def post_escalate(slug: str, body: dict, db, principal: dict):
+def post_escalate(slug: str, body: dict, db, principal: dict, contract: ApiSpec):
     # 3/h per IP x chatbot comes from the operation's x-rate-limit, before we run.
     chatbot = alpinechat.chatbot_for_principal(db, slug, principal)
     escalation = backoffice.create_escalation(db, chatbot, body)
     return {"id": str(escalation.id), "status": escalation.status,
-            "message": _confirmation(chatbot.language)}, 201
+            "message": _confirmation(contract, chatbot.language)}, 201
 
 
 def get_escalations(slug: str, db, principal: dict, status: str | None = None, limit: int = 50):

@@ -126,7 +126,9 @@ def handler_name(api: ApiSpec, operation: dict) -> str:
 class HandlerResolver(Resolver):
     """Resolves each operation to its handler and wraps it in the request's unit of
     work: one session, committed when the handler returns, rolled back when it raises.
-    Handlers ask for `db`, `principal`, `request_id` or `client_ip` by parameter name."""
+    Handlers ask by parameter name for `db`, `principal`, `request_id`, `client_ip`,
+    `redis`, `settings`, `contract` (their API's spec) or `rate_limit` (the limit
+    decision, handed over instead of a 429 for operations that document none)."""
 
     def __init__(self, api: ApiSpec, runtime: Runtime):
         super().__init__()
@@ -164,6 +166,7 @@ class HandlerResolver(Resolver):
                 "redis": runtime.redis,
                 "rate_limit": decision,
                 "settings": runtime.settings,
+                "contract": operation.api,
             }
             kwargs.update({name: value for name, value in injected.items() if name in wanted})
 
@@ -177,7 +180,13 @@ class HandlerResolver(Resolver):
                     result = handler(*args, **kwargs)
                     return before_commit(session, result) if before_commit else result
 
-            result = idempotency.run(principal, kwargs.get("body"), execute) if idempotency else execute()
+            try:
+                result = idempotency.run(principal, kwargs.get("body"), execute) if idempotency else execute()
+            except ApiError as error:
+                if error.status_code == 429 and decision is not None and operation.api is runtime.contracts.wepeople:
+                    # A quota 429 from the domain carries X-RateLimit-* like every other 429.
+                    error.headers = {**decision.headers(), **error.headers}
+                raise
             if cache_control:
                 result = conditional(result, cache_control)
             if decision is not None and operation.api is runtime.contracts.wepeople:

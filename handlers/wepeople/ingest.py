@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import functools
 
-from flask import Response, current_app
+from flask import Response
 
 from handlers.runtime.specs import ApiSpec, compile_schema
 from handlers.runtime.validation import field_of
 from models import ingest
-from models.errors import DomainError
 
 
 def ping(principal: dict):
@@ -54,38 +53,17 @@ def _contract(api: ApiSpec) -> EventContract:
     return EventContract(api)
 
 
-def contract() -> EventContract:
-    return _contract(current_app.extensions["runtime"].contracts.wepeople)
-
-
 def _json(body: dict, status: int) -> Response:
     # The stdlib's compact text, written by orjson (500 accepted entries per batch).
     return Response(ingest.dumps(body), status=status, mimetype="application/json")
 
 
-def _check_rate(rate_limit) -> None:
-    if rate_limit is not None and not rate_limit.allowed:
-        raise DomainError(429, "rate_limited", f"Rate limit exceeded; retry in {rate_limit.retry_after}s.",
-                          headers=rate_limit.headers())
-
-
-def _with_rate_headers(error: DomainError, rate_limit) -> DomainError:
-    # A quota 429 carries the same X-RateLimit-* headers as every other 429.
-    if rate_limit is not None and error.status_code == 429:
-        error.headers = {**rate_limit.headers(), **error.headers}
-    return error
-
-
-def ingest_events(body: dict, principal: dict, db, request_id: str, rate_limit=None):
-    _check_rate(rate_limit)
-    spec = contract()
+def ingest_events(body: dict, principal: dict, db, request_id: str, contract: ApiSpec):
+    spec = _contract(contract)
     events = body["events"]  # the envelope was checked before the handler runs
-    try:
-        result = ingest.ingest_events(db, principal=principal, events=events,
-                                      rejected=spec.schema_rejections(events), rules=spec.rules,
-                                      request_id=request_id)
-    except DomainError as error:
-        raise _with_rate_headers(error, rate_limit)
+    result = ingest.ingest_events(db, principal=principal, events=events,
+                                  rejected=spec.schema_rejections(events), rules=spec.rules,
+                                  request_id=request_id)
     return _json({
         "requestId": request_id,
         "accepted": len(result.accepted),
@@ -95,11 +73,7 @@ def ingest_events(body: dict, principal: dict, db, request_id: str, rate_limit=N
     }, 207 if result.rejected else 202)
 
 
-def ingest_snapshot(body: dict, principal: dict, db, request_id: str, rate_limit=None):
-    _check_rate(rate_limit)
-    try:
-        worker = ingest.ingest_snapshot(db, principal=principal, snapshot=body, rules=contract().rules,
-                                        request_id=request_id)
-    except DomainError as error:
-        raise _with_rate_headers(error, rate_limit)
+def ingest_snapshot(body: dict, principal: dict, db, request_id: str, contract: ApiSpec):
+    worker = ingest.ingest_snapshot(db, principal=principal, snapshot=body, rules=_contract(contract).rules,
+                                    request_id=request_id)
     return _json({"requestId": request_id, "ok": True, "snapshotType": body["snapshotType"], "worker": worker}, 202)
