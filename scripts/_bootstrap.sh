@@ -25,6 +25,12 @@ PY
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS" >&2
     rm -f "$REQUIREMENTS" "$VENV"/.installed-* && touch "$STAMP"
 fi
+# Keep local artefacts out of git without a top-level .gitignore (the top level is fixed).
+EXCLUDE="$ROOT/.git/info/exclude"
+if [ -d "$ROOT/.git" ] && ! grep -qx '/.venv/' "$EXCLUDE" 2>/dev/null; then
+    mkdir -p "$ROOT/.git/info"
+    printf '%s\n' '/.venv/' '/var/' '__pycache__/' '.pytest_cache/' '.hypothesis/' >>"$EXCLUDE"
+fi
 PY="$VENV/bin/python"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 cd "$ROOT"
