@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 import connexion
+from a2wsgi import WSGIMiddleware
 import redis as redis_lib
 from connexion import context as request_context
 from connexion.exceptions import ProblemException
@@ -291,6 +292,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     runtime = Runtime(settings, contracts, database)
 
     app = connexion.FlaskApp(__name__)
+    # connexion builds a2wsgi's pool with its default 10 threads; size it from config.
+    app._middleware_app.asgi_app = WSGIMiddleware(app.app.wsgi_app, workers=settings.wsgi_threads)
     app.app.extensions["runtime"] = runtime
     app.app.request_class = ParsedBodyRequest  # the body is parsed once, by the validator
     no_console = SwaggerUIOptions(serve_spec=False, swagger_ui=False)

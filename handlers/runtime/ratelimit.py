@@ -42,6 +42,3 @@ class RateLimiter:
         stats = self.strategy.get_window_stats(item, *identifiers)
         retry_after = 0 if allowed else max(1, math.ceil(stats.reset_time - time.time()))
         return Decision(allowed, item.amount, max(0, stats.remaining), retry_after)
-
-    def reset(self) -> None:
-        self.storage.reset()

@@ -62,3 +62,8 @@ def test_rate_limiter_counts_and_reports():
     assert blocked.retry_after > 0
     assert blocked.headers()["Retry-After"] == str(blocked.retry_after)
     assert limiter.hit("3/hour", "unit", "b").allowed  # other identity, own budget
+
+
+def test_wsgi_pool_is_sized_from_settings():
+    app = create_app(Settings.from_env({"WSGI_THREADS": "32"}, database_url="sqlite://"))
+    assert app._middleware_app.asgi_app.executor._max_workers == 32
