@@ -35,6 +35,7 @@ from handlers.runtime.sse import ChatStreamMiddleware
 from handlers.runtime.specs import ApiSpec, Contracts, Operation, load_contracts, snake_case
 from handlers.runtime.validation import ParsedBodyRequest, body_validator_for, parameter_validator_for
 from models.db import Database
+from models.migrate import ensure_sqlite_parent
 
 log = logging.getLogger("app")
 
@@ -286,8 +287,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     logging.basicConfig(level=settings.log_level)
     contracts = load_contracts()
     if database is None:
-        if settings.database_url.startswith("sqlite:///"):
-            Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        ensure_sqlite_parent(settings.database_url)
         database = Database(settings.database_url, pool_size=settings.db_pool_size)
     runtime = Runtime(settings, contracts, database)
 
