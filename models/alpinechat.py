@@ -17,7 +17,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, validat
 
 from models.errors import DomainError
 from models.db import Base, CreatedAt, Slug, Str200, UUIDPk, utcnow
-from models.keys import ALPINECHAT_KEY_PREFIX, hash_key, issue_key, keys_match
+from models.keys import ALPINECHAT_KEY_PREFIX, find_active_key, issue_key
 
 LANGUAGES = ("de", "en", "it")
 WILDCARD_SCOPE = "*"
@@ -273,13 +273,7 @@ def create_chat_key(
 
 
 def find_active_chat_key(session: Session, raw_key: str) -> ChatApiKey | None:
-    if not raw_key or not raw_key.startswith(ALPINECHAT_KEY_PREFIX):
-        return None
-    key = session.scalar(select(ChatApiKey).where(ChatApiKey.key_hash == hash_key(raw_key)))
-    # The indexed lookup finds the row; the final check must not leak timing.
-    if key is None or not keys_match(raw_key, key.key_hash) or not key.is_active:
-        return None
-    return key
+    return find_active_key(session, ChatApiKey, raw_key, ALPINECHAT_KEY_PREFIX)
 
 
 def revoke_chat_key(session: Session, key_id: uuid.UUID) -> ChatApiKey | None:

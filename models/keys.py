@@ -10,6 +10,8 @@ import hashlib
 import hmac
 import secrets
 
+from sqlalchemy import select
+
 WEPEOPLE_KEY_PREFIX = "wp_live_"
 ALPINECHAT_KEY_PREFIX = "ac_live_"
 # Random characters kept in the display prefix: enough to tell keys apart.
@@ -51,3 +53,16 @@ def issue_key(prefix: str) -> IssuedKey:
 def masked(prefix: str, last4: str) -> str:
     """How a stored key is shown in lists, e.g. `wp_live_AbCd…wxyz`."""
     return f"{prefix}…{last4}"
+
+
+def find_active_key(session, model, raw_key: str, prefix: str, *options):
+    """The unrevoked `model` row whose hash matches `raw_key`, or None. `options` are
+    loader options (what the caller needs loaded in the same round trip)."""
+    if not raw_key or not raw_key.startswith(prefix):
+        return None
+    query = select(model).where(model.key_hash == hash_key(raw_key))
+    key = session.scalar(query.options(*options) if options else query)
+    # The indexed lookup finds the row; the final check must not leak timing.
+    if key is None or not keys_match(raw_key, key.key_hash) or not key.is_active:
+        return None
+    return key

@@ -12,7 +12,7 @@ from sqlalchemy import ForeignKey, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship, validates
 
 from models.db import Base, CreatedAt, Slug, Str200, UUIDPk, utcnow
-from models.keys import WEPEOPLE_KEY_PREFIX, hash_key, issue_key, keys_match
+from models.keys import WEPEOPLE_KEY_PREFIX, find_active_key, issue_key
 
 # The keys of x-limits.plans in specs/wepeople-ingest.yaml.
 PLANS = ("free", "starter", "growth", "enterprise")
@@ -151,18 +151,9 @@ def create_ingest_key(
 
 
 def find_active_ingest_key(session: Session, raw_key: str) -> IngestApiKey | None:
-    if not raw_key or not raw_key.startswith(WEPEOPLE_KEY_PREFIX):
-        return None
     # One round trip: every request authenticates, and the caller needs app and organization.
-    key = session.scalar(
-        select(IngestApiKey)
-        .where(IngestApiKey.key_hash == hash_key(raw_key))
-        .options(joinedload(IngestApiKey.organization), joinedload(IngestApiKey.app))
-    )
-    # The indexed lookup finds the row; the final check must not leak timing.
-    if key is None or not keys_match(raw_key, key.key_hash) or not key.is_active:
-        return None
-    return key
+    return find_active_key(session, IngestApiKey, raw_key, WEPEOPLE_KEY_PREFIX,
+                           joinedload(IngestApiKey.organization), joinedload(IngestApiKey.app))
 
 
 def touch_ingest_key(key: IngestApiKey, at: dt.datetime | None = None) -> None:

@@ -99,7 +99,8 @@ def test_find_active_ingest_key(session, monkeypatch):
     app = wepeople.create_app(session, org, "crm", "CRM")
     key, raw = wepeople.create_ingest_key(session, app)
     compared = []
-    monkeypatch.setattr(wepeople, "keys_match", lambda r, h: compared.append(r) or keys.keys_match(r, h))
+    real = keys.keys_match
+    monkeypatch.setattr(keys, "keys_match", lambda r, h: compared.append(r) or real(r, h))
 
     assert wepeople.find_active_ingest_key(session, raw) is key
     assert compared == [raw]
@@ -197,7 +198,8 @@ def test_find_active_chat_key_compares_in_constant_time(session, monkeypatch):
     tenant, _, _ = _tenant_with_bots(session)
     _, raw = alpinechat.create_chat_key(session, tenant, ["*"])
     compared = []
-    monkeypatch.setattr(alpinechat, "keys_match", lambda r, h: compared.append(r) or keys.keys_match(r, h))
+    real = keys.keys_match
+    monkeypatch.setattr(keys, "keys_match", lambda r, h: compared.append(r) or real(r, h))
     assert alpinechat.find_active_chat_key(session, raw) is not None
     assert compared == [raw]
 
