@@ -8,7 +8,6 @@ knows no OPTIONS operation and would say 405.
 """
 from __future__ import annotations
 
-import re
 
 import anyio
 from starlette.datastructures import Headers, MutableHeaders
@@ -28,10 +27,10 @@ PREFLIGHT_MAX_AGE = 600
 
 
 class _Route:
-    def __init__(self, path: str):
-        self.path = path
-        pattern = re.sub(r"\\\{([^}]+)\\\}", lambda m: f"(?P<{m.group(1)}>[^/]+)", re.escape(path))
-        self.regex = re.compile(f"^{pattern}$")
+    """The CORS-enabled operations of one path: their regex and methods."""
+
+    def __init__(self, operation):
+        self.regex = operation.path_regex
         self.methods: set[str] = set()
 
 
@@ -44,7 +43,7 @@ class ChatbotCorsMiddleware:
         routes: dict[str, _Route] = {}
         for operation in contracts.alpinechat.operations.values():
             if operation.source.get(CORS_EXTENSION) == CHATBOT_ORIGINS and "{slug}" in operation.path:
-                routes.setdefault(operation.path, _Route(operation.path)).methods.add(operation.method)
+                routes.setdefault(operation.path, _Route(operation)).methods.add(operation.method)
         self.routes = list(routes.values())
 
     def _match(self, path: str) -> tuple[_Route, str] | None:

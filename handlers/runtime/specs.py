@@ -52,7 +52,8 @@ class Operation:
 
     @cached_property
     def path_regex(self) -> re.Pattern:
-        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(self.path))
+        # Path parameters become named groups: callers read e.g. the `slug` of a path.
+        pattern = re.sub(r"\\\{([^}]+)\\\}", lambda m: f"(?P<{m.group(1)}>[^/]+)", re.escape(self.path))
         return re.compile(f"^{pattern}$")
 
     def ext(self, key: str, default: Any = None) -> Any:
