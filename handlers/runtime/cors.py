@@ -8,7 +8,6 @@ knows no OPTIONS operation and would say 405.
 """
 from __future__ import annotations
 
-
 import anyio
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
