@@ -134,6 +134,14 @@ def start_server(url: str, redis_url: str, workers: int) -> tuple[subprocess.Pop
     raise SystemExit("gunicorn did not answer within 60 s")
 
 
+def start_profiler(master: int, output: str) -> subprocess.Popen:
+    with open(f"/proc/{master}/task/{master}/children") as f:
+        worker = int(f.read().split()[0])
+    return subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--pid", str(worker),
+                             "--format", "speedscope", "--output", output, "--nonblocking", "--rate", "250"],
+                            stdout=subprocess.DEVNULL)
+
+
 def stop_server(process: subprocess.Popen) -> None:
     process.send_signal(signal.SIGTERM)
     try:
@@ -306,6 +314,8 @@ def main(argv=None) -> int:
     parser.add_argument("--connections", type=int, default=4, help="client keep-alive connections")
     parser.add_argument("--batches", type=int, default=300, help="measured requests per run")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--profile", metavar="FILE",
+                        help="py-spy record one gunicorn worker during the first run (speedscope JSON)")
     args = parser.parse_args(argv)
 
     base = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
@@ -317,9 +327,13 @@ def main(argv=None) -> int:
         for run in range(1, args.runs + 1):
             key = new_key(url, app_id)
             process, port = start_server(url, redis_url, args.workers)
+            profiler = start_profiler(process.pid, args.profile) if args.profile and run == 1 else None
             try:
                 result = measure_server(port, key, args.batches, args.connections, process.pid)
             finally:
+                if profiler is not None:
+                    profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                    profiler.wait(30)
                 stop_server(process)
             rows = copy_baseline(url, org_id, app_id, args.batches, args.workers)
             server.append(result)
