@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import io
 import json
 import uuid
@@ -23,6 +24,8 @@ from sqlalchemy import (
     SmallInteger,
     String,
     UniqueConstraint,
+    and_,
+    bindparam,
     insert,
     or_,
     select,
@@ -235,18 +238,38 @@ def load_app(session: Session, app_id: uuid.UUID) -> App:
     return app
 
 
-def load_app_and_connection(session: Session, app_id: uuid.UUID):
-    """The key's app (id, organization_id, slug, allowed_event_types) and its
-    `custom:<slug>` connection (created on first use), in one query."""
-    # Table columns, not ORM entities: the ORM layer cost more than the query here.
-    apps, connections = App.__table__.c, IngestConnection.__table__.c
-    row = session.execute(select(apps.id, apps.organization_id, apps.slug, apps.allowed_event_types,
-                                 connections.id.label("connection_id"))
-                          .outerjoin(IngestConnection.__table__, connections.app_id == apps.id)
-                          .where(apps.id == app_id)).first()
+# The hot path's statements are built once: constructing and cache-keying a fresh
+# select() cost more CPU than running it.
+_APPS, _CONNECTIONS, _USAGE = App.__table__.c, IngestConnection.__table__.c, IngestUsage.__table__.c
+_BATCH_CONTEXT = (
+    select(_APPS.id, _APPS.organization_id, _APPS.slug, _APPS.allowed_event_types,
+           _CONNECTIONS.id.label("connection_id"), _USAGE.events.label("used"))
+    .select_from(App.__table__)
+    .outerjoin(IngestConnection.__table__, _CONNECTIONS.app_id == _APPS.id)
+    .outerjoin(IngestUsage.__table__, and_(_USAGE.organization_id == _APPS.organization_id,
+                                           _USAGE.month == bindparam("month")))
+    .where(_APPS.id == bindparam("app_id"))
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchContext:
+    app_id: uuid.UUID
+    organization_id: uuid.UUID
+    slug: str
+    allowed_event_types: list[str] | None
+    connection_id: uuid.UUID
+    used_this_month: int
+
+
+def batch_context(session: Session, app_id: uuid.UUID, month: str) -> BatchContext:
+    """The key's app, its `custom:<slug>` connection (created on first use) and the
+    organization's usage this month, in one query."""
+    row = session.execute(_BATCH_CONTEXT, {"app_id": app_id, "month": month}).first()
     if row is None:  # the key was valid a moment ago; the app is being deleted
         raise DomainError(401, "invalid_key", "The API key's app no longer exists.")
-    return row, row.connection_id or ensure_connection(session, row)
+    return BatchContext(row.id, row.organization_id, row.slug, row.allowed_event_types,
+                        row.connection_id or ensure_connection(session, row), row.used or 0)
 
 
 def ensure_connection(session: Session, app: App) -> uuid.UUID:
@@ -314,6 +337,17 @@ def actor_ref(actor: dict) -> ActorRef | Rejection:
 _WORKERS = Worker.__table__.c
 
 
+# An empty expanding IN renders as an always-false test, so one statement serves every mix.
+_WORKER_LOOKUP = (
+    select(_WORKERS.id, _WORKERS.identity, _WORKERS.external_id, _WORKERS.email, _WORKERS.display_name)
+    .where(_WORKERS.organization_id == bindparam("organization_id"),
+           or_(_WORKERS.id.in_(bindparam("ids", expanding=True)),
+               _WORKERS.external_id.in_(bindparam("externals", expanding=True)),
+               _WORKERS.email.in_(bindparam("emails", expanding=True))))
+    .order_by(_WORKERS.created_at)
+)
+
+
 class WorkerDirectory:
     """Resolves the actors of one request with a constant number of queries."""
 
@@ -345,18 +379,12 @@ class WorkerDirectory:
 
     def resolve_all(self, refs: Iterable[ActorRef]) -> None:
         refs = list(refs)
-        ids = {r.worker_id for r in refs if r.worker_id is not None}
-        externals = {r.external_id for r in refs if r.external_id is not None}
-        emails = {r.email for r in refs if r.email is not None and r.external_id is None}
-        conditions = []
-        if ids:
-            conditions.append(_WORKERS.id.in_(ids))
-        if externals:
-            conditions.append(_WORKERS.external_id.in_(externals))
-        if emails:
-            conditions.append(_WORKERS.email.in_(emails))
-        if conditions:
-            self._load(or_(*conditions))
+        ids = [r.worker_id for r in refs if r.worker_id is not None]
+        externals = [r.external_id for r in refs if r.external_id is not None]
+        emails = [r.email for r in refs if r.email is not None and r.external_id is None]
+        if ids or externals or emails:
+            self._remember(self.session.execute(_WORKER_LOOKUP, {
+                "organization_id": self.organization_id, "ids": ids, "externals": externals, "emails": emails}))
         missing: dict[str, dict] = {}
         for ref in refs:
             if ref.worker_id is None and self.find(ref) is None and ref.identity not in missing:
@@ -397,26 +425,35 @@ def quota_exceeded(quota: int, now: dt.datetime) -> DomainError:
                        headers={"Retry-After": str(retry)})
 
 
+@functools.cache
+def _usage_upsert(dialect: str):
+    table = IngestUsage.__table__
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return ins.values(organization_id=bindparam("organization_id"), month=bindparam("month"),
+                      events=bindparam("wanted")).on_conflict_do_update(
+        index_elements=["organization_id", "month"], set_={"events": table.c.events + ins.excluded.events},
+    ).returning(table.c.events)
+
+
+_USAGE_GIVE_BACK = (
+    update(IngestUsage.__table__)
+    .where(_USAGE.organization_id == bindparam("org"), _USAGE.month == bindparam("this_month"))
+    .values(events=_USAGE.events - bindparam("over"))
+)
+
+
 def charge(session: Session, organization_id: uuid.UUID, wanted: int, quota: int | None, now: dt.datetime) -> int:
     """Adds up to `wanted` events to this month's usage, atomically against concurrent
     requests (the usage row stays locked until the transaction ends); returns how many
     fit in the quota."""
     if wanted <= 0:
         return 0
-    month = current_month(now)
-    dialect = session.get_bind().dialect.name
-    table = IngestUsage.__table__  # Core statements: no ORM bulk-insert machinery per request
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-    upsert = ins.values(organization_id=organization_id, month=month, events=wanted).on_conflict_do_update(
-        index_elements=["organization_id", "month"], set_={"events": table.c.events + wanted},
-    ).returning(table.c.events)
-    total = session.execute(upsert).scalar_one()
+    params = {"organization_id": organization_id, "month": current_month(now), "wanted": wanted}
+    total = session.execute(_usage_upsert(session.get_bind().dialect.name), params).scalar_one()
     if quota is None or total <= quota:
         return wanted
     over = min(wanted, total - quota)
-    session.execute(update(table).where(
-        table.c.organization_id == organization_id, table.c.month == month,
-    ).values(events=table.c.events - over))
+    session.execute(_USAGE_GIVE_BACK, {"org": organization_id, "this_month": params["month"], "over": over})
     return wanted - over
 
 
@@ -525,11 +562,10 @@ def ingest_events(
     """Accepts or rejects each schema-valid event of a batch (`rejected` holds those that
     failed the schema already, by index) and persists the accepted ones atomically."""
     now = now or utcnow()
-    organization_id = uuid.UUID(principal["organization_id"])
-    app, connection_id = load_app_and_connection(session, uuid.UUID(principal["app_id"]))
+    app = batch_context(session, uuid.UUID(principal["app_id"]), current_month(now))
+    organization_id, connection_id = app.organization_id, app.connection_id
     quota = rules.monthly_events.get(principal["plan"])
-    remaining = remaining_quota(session, organization_id, quota, now)
-    if remaining == 0:
+    if quota is not None and app.used_this_month >= quota:
         raise quota_exceeded(quota, now)
 
     failed = {r.index for r in rejected}
@@ -589,9 +625,11 @@ def ingest_events(
                                           f"actor.workerId {ref.raw_worker_id!r} names no worker of this organization."))
                 continue
             kept.append((candidate, found[0]))
-        fits = charge(session, organization_id, len(kept), quota, now)
+        # Without a quota the usage row is charged after the rows are written, so its lock
+        # (which serializes an organization's batches) is held only until the commit.
+        fits = len(kept) if quota is None else charge(session, organization_id, len(kept), quota, now)
         writer = EventWriter(session)
-        add = writer.batch(organization_id, app.id, source, request_id, now)
+        add = writer.batch(organization_id, app.app_id, source, request_id, now)
         for position, ((index, event, ref, occurred_at, offset, echoed, metadata_json), worker_id) in enumerate(kept):
             if position >= fits:
                 rejected.append(Rejection(index, "quota_exceeded",
@@ -603,6 +641,8 @@ def ingest_events(
                 None if duration is None else int(duration), metadata_json)
             accepted.append({"eventType": event["eventType"], "timestamp": echoed})
         write_events(writer)
+        if quota is None:
+            charge(session, organization_id, len(accepted), None, now)
     if not accepted and all(r.code == "forbidden_event_type" for r in rejected):
         types = sorted({events[r.index]["eventType"] for r in rejected})
         raise DomainError(403, "forbidden_event_type",

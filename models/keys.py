@@ -55,6 +55,18 @@ def masked(prefix: str, last4: str) -> str:
     return f"{prefix}…{last4}"
 
 
+def find_active_key_row(session, lookup, raw_key: str, prefix: str):
+    """The row `lookup` (a statement selecting at least `key_hash` and `revoked_at`, with
+    a `key_hash` bind parameter) finds for an unrevoked key matching `raw_key`, or None.
+    For hot paths that need a few columns, not ORM entities."""
+    if not raw_key or not raw_key.startswith(prefix):
+        return None
+    row = session.execute(lookup, {"key_hash": hash_key(raw_key)}).first()
+    if row is None or not keys_match(raw_key, row.key_hash) or row.revoked_at is not None:
+        return None
+    return row
+
+
 def find_active_key(session, model, raw_key: str, prefix: str, *options):
     """The unrevoked `model` row whose hash matches `raw_key`, or None. `options` are
     loader options (what the caller needs loaded in the same round trip)."""

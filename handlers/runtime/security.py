@@ -46,24 +46,23 @@ class WePeopleAuth:
 
     def __call__(self, token: str, required_scopes: list[str]) -> dict:
         with self.database.unit_of_work() as session:
-            key = wepeople.find_active_ingest_key(session, token)
-            if key is None:
-                raise ApiError(401, "invalid_key", "The API key is unknown or has been revoked.")
-            organization, app = key.organization, key.app
-            if not organization.api_enabled:
-                raise ApiError(402, "api_disabled", "API access is disabled for this organization.")
-            plan = self.plans.get(organization.plan)
-            if not plan or not plan.get("apiAccess"):
-                raise ApiError(402, "plan_limit", f"The {organization.plan} plan does not include API access.")
-            return {
-                "sub": str(key.id),
-                "key_id": str(key.id),
-                "organization_id": str(organization.id),
-                "app_id": str(app.id),
-                "app_slug": app.slug,
-                "app_name": app.name,
-                "plan": organization.plan,
-            }
+            key = wepeople.find_ingest_principal(session, token)
+        if key is None:
+            raise ApiError(401, "invalid_key", "The API key is unknown or has been revoked.")
+        if not key.api_enabled:
+            raise ApiError(402, "api_disabled", "API access is disabled for this organization.")
+        plan = self.plans.get(key.plan)
+        if not plan or not plan.get("apiAccess"):
+            raise ApiError(402, "plan_limit", f"The {key.plan} plan does not include API access.")
+        return {
+            "sub": str(key.id),
+            "key_id": str(key.id),
+            "organization_id": str(key.organization_id),
+            "app_id": str(key.app_id),
+            "app_slug": key.app_slug,
+            "app_name": key.app_name,
+            "plan": key.plan,
+        }
 
 
 class AlpineChatAuth:

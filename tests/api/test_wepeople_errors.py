@@ -152,7 +152,7 @@ def test_unexpected_exception_is_internal_error(client, make_ingest_key, monkeyp
     def explode(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(wepeople, "find_active_ingest_key", explode)
+    monkeypatch.setattr(wepeople, "find_ingest_principal", explode)
     response = client.get("/api/v1/ingest/ping", headers=made.headers)
     error = assert_wepeople_error(response, 500, "internal_error")
     assert "boom" not in response.text

@@ -71,12 +71,12 @@ def test_wepeople_org_app_key_lifecycle(admin, db):
     assert [key["id"] for key in listed] == [created["id"]]
     assert raw not in json.dumps(listed) and listed[0]["display"].startswith(raw[:12])
     with db.unit_of_work() as session:
-        assert wepeople.find_active_ingest_key(session, raw) is not None
+        assert wepeople.find_ingest_principal(session, raw) is not None
 
     revoked, _ = admin("key", "revoke", "--id", created["id"])
     assert revoked["revoked_at"]
     with db.unit_of_work() as session:
-        assert wepeople.find_active_ingest_key(session, raw) is None
+        assert wepeople.find_ingest_principal(session, raw) is None
 
     updated, _ = admin("org", "set", "--id", org["id"], "--plan", "free", "--api-disabled")
     assert (updated["plan"], updated["api_enabled"]) == ("free", False)
@@ -143,8 +143,7 @@ def test_demo_is_idempotent_and_issues_fresh_keys(admin, db):
         assert len(alpinechat.list_tenants(session)) == 1
         assert len(wepeople.list_ingest_keys(session)) == 2
         assert len(alpinechat.list_chat_keys(session)) == 2
-        ingest_key = wepeople.find_active_ingest_key(session, second["wepeople"]["key"])
-        assert ingest_key.app.organization.plan == "growth"
+        assert wepeople.find_ingest_principal(session, second["wepeople"]["key"]).plan == "growth"
         chat_key = alpinechat.find_active_chat_key(session, second["alpinechat"]["key"])
         chatbot = alpinechat.get_active_chatbot(session, "demo-bot")
         assert alpinechat.key_grants(chat_key, ["escalations.write"])

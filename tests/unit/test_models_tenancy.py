@@ -94,7 +94,7 @@ def test_only_the_hash_of_an_ingest_key_is_stored(db):
         assert stored.organization.name == "Acme" and stored.prefix == raw[:12]
 
 
-def test_find_active_ingest_key(session, monkeypatch):
+def test_find_ingest_principal(session, monkeypatch):
     org = wepeople.create_organization(session, "Acme")
     app = wepeople.create_app(session, org, "crm", "CRM")
     key, raw = wepeople.create_ingest_key(session, app)
@@ -102,11 +102,11 @@ def test_find_active_ingest_key(session, monkeypatch):
     real = keys.keys_match
     monkeypatch.setattr(keys, "keys_match", lambda r, h: compared.append(r) or real(r, h))
 
-    assert wepeople.find_active_ingest_key(session, raw) is key
+    assert wepeople.find_ingest_principal(session, raw).id == key.id
     assert compared == [raw]
-    assert wepeople.find_active_ingest_key(session, raw + "x") is None
-    assert wepeople.find_active_ingest_key(session, "") is None
-    assert wepeople.find_active_ingest_key(session, raw.replace("wp_live_", "ac_live_")) is None
+    assert wepeople.find_ingest_principal(session, raw + "x") is None
+    assert wepeople.find_ingest_principal(session, "") is None
+    assert wepeople.find_ingest_principal(session, raw.replace("wp_live_", "ac_live_")) is None
 
 
 def test_revoked_ingest_key_is_not_found(session):
@@ -115,7 +115,7 @@ def test_revoked_ingest_key_is_not_found(session):
     key, raw = wepeople.create_ingest_key(session, app)
     revoked_at = wepeople.revoke_ingest_key(session, key.id).revoked_at
     assert revoked_at is not None
-    assert wepeople.find_active_ingest_key(session, raw) is None
+    assert wepeople.find_ingest_principal(session, raw) is None
     # Revoking again keeps the first revocation time.
     assert wepeople.revoke_ingest_key(session, key.id).revoked_at == revoked_at
     assert wepeople.revoke_ingest_key(session, uuid.uuid4()) is None
