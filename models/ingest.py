@@ -24,7 +24,9 @@ from sqlalchemy import (
     SmallInteger,
     String,
     UniqueConstraint,
+    Uuid,
     and_,
+    any_,
     bindparam,
     insert,
     or_,
@@ -197,15 +199,24 @@ def serialize(value: Any, limit: int | None) -> tuple[str, int | None]:
     return text, None if limit is None else len(text.encode())
 
 
+@functools.lru_cache(maxsize=512)
+def _offset_minutes(tz: dt.tzinfo) -> int:
+    return int(tz.utcoffset(None).total_seconds() // 60)
+
+
+def read_timestamp(raw: str) -> tuple[dt.datetime, int]:
+    """(the instant, in the client's own offset; that offset in minutes). Raises ValueError."""
+    value = dt.datetime.fromisoformat(raw.upper())
+    if value.tzinfo is None:
+        raise ValueError("timestamp needs a timezone offset")
+    return value, _offset_minutes(value.tzinfo)
+
+
 def parse_timestamp(raw: str | None, now: dt.datetime) -> tuple[dt.datetime, int, str]:
     """(UTC instant, original offset in minutes, timestamp as echoed). Raises ValueError."""
     if raw is None:
         return now, 0, now.isoformat().replace("+00:00", "Z")
-    value = dt.datetime.fromisoformat(raw.upper())
-    if value.tzinfo is None:
-        raise ValueError("timestamp needs a timezone offset")
-    offset = value.utcoffset()
-    minutes = int(offset.total_seconds() // 60)
+    value, minutes = read_timestamp(raw)
     return value.astimezone(dt.timezone.utc), minutes, raw
 
 
@@ -337,15 +348,25 @@ def actor_ref(actor: dict) -> ActorRef | Rejection:
 _WORKERS = Worker.__table__.c
 
 
-# An empty expanding IN renders as an always-false test, so one statement serves every mix.
-_WORKER_LOOKUP = (
-    select(_WORKERS.id, _WORKERS.identity, _WORKERS.external_id, _WORKERS.email, _WORKERS.display_name)
-    .where(_WORKERS.organization_id == bindparam("organization_id"),
-           or_(_WORKERS.id.in_(bindparam("ids", expanding=True)),
-               _WORKERS.external_id.in_(bindparam("externals", expanding=True)),
-               _WORKERS.email.in_(bindparam("emails", expanding=True))))
-    .order_by(_WORKERS.created_at)
-)
+@functools.cache
+def _worker_lookup(dialect: str):
+    """One statement for every mix of worker ids, external ids and emails. PostgreSQL
+    takes each list as one array parameter (`= ANY`), which costs far less to bind than
+    an IN list; elsewhere an empty expanding IN renders as an always-false test."""
+    c = _WORKERS
+    if dialect == "postgresql":
+        def among(column, name, item_type):
+            return column == any_(bindparam(name, type_=postgresql.ARRAY(item_type)))
+    else:
+        def among(column, name, item_type):
+            return column.in_(bindparam(name, expanding=True))
+    return (
+        select(c.id, c.identity, c.external_id, c.email, c.display_name)
+        .where(c.organization_id == bindparam("organization_id"),
+               or_(among(c.id, "ids", Uuid()), among(c.external_id, "externals", String()),
+                   among(c.email, "emails", String())))
+        .order_by(c.created_at)
+    )
 
 
 class WorkerDirectory:
@@ -383,7 +404,8 @@ class WorkerDirectory:
         externals = [r.external_id for r in refs if r.external_id is not None]
         emails = [r.email for r in refs if r.email is not None and r.external_id is None]
         if ids or externals or emails:
-            self._remember(self.session.execute(_WORKER_LOOKUP, {
+            lookup = _worker_lookup(self.session.get_bind().dialect.name)
+            self._remember(self.session.execute(lookup, {
                 "organization_id": self.organization_id, "ids": ids, "externals": externals, "emails": emails}))
         missing: dict[str, dict] = {}
         for ref in refs:
@@ -472,6 +494,12 @@ def _copy_text(value: Any) -> str:
     return text
 
 
+def _copy_json(text: str) -> str:
+    # JSON text never holds raw control characters (writers escape them): only the
+    # backslashes of its escapes need doubling for COPY.
+    return text.replace("\\", "\\\\") if "\\" in text else text
+
+
 def copy_rows(session: Session, rows: Sequence[tuple]) -> None:
     """Writes event rows (EVENT_COLUMNS order; metadata already JSON text) within the
     session's transaction: COPY on PostgreSQL, executemany elsewhere."""
@@ -523,10 +551,11 @@ class EventWriter:
             worker = worker_texts.get(worker_id)
             if worker is None:
                 worker = worker_texts[worker_id] = str(worker_id)
-            # kind, category (enum) and eventType (pattern) never hold COPY's special characters.
+            # kind, category (enum) and eventType (pattern) never hold COPY's special characters;
+            # the timestamp keeps its own offset (timestamptz converts).
             append(f"{head}{worker}{middle}{kind}\t{event_type}\t{category or NULL}\t{occurred_at.isoformat()}"
                    f"\t{offset}\t{NULL if duration is None else duration}"
-                   f"\t{NULL if metadata_json is None else _copy_text(metadata_json)}{tail}")
+                   f"\t{NULL if metadata_json is None else _copy_json(metadata_json)}{tail}")
         return add
 
     def flush(self) -> None:
@@ -569,12 +598,12 @@ def ingest_events(
         raise quota_exceeded(quota, now)
 
     failed = {r.index for r in rejected}
-    candidates: list[tuple[int, dict, ActorRef, dt.datetime, int, str, str | None]] = []
-    allowed_types = app.allowed_event_types
-    allowed = None if allowed_types is None else set(allowed_types)
+    allowed = None if app.allowed_event_types is None else set(app.allowed_event_types)
     max_meta = rules.metadata_max_bytes
+    now_echoed = now.isoformat().replace("+00:00", "Z")
     # The same actor usually appears many times in a batch: read each one once.
     actor_refs: dict[tuple, ActorRef] = {}
+    candidates = []
     for index, event in enumerate(events):
         if index in failed:
             continue
@@ -594,11 +623,16 @@ def ingest_events(
             if has_nul(metadata_json):
                 rejected.append(Rejection(index, "invalid_body", "metadata must not contain NUL characters."))
                 continue
-        try:
-            occurred_at, offset, echoed = parse_timestamp(event.get("timestamp"), now)
-        except (ValueError, OverflowError) as exc:
-            rejected.append(Rejection(index, "invalid_body", f"timestamp {event.get('timestamp')!r} is not usable: {exc}."))
-            continue
+        raw_timestamp = event.get("timestamp")
+        if raw_timestamp is None:
+            occurred_at, offset, echoed = now, 0, now_echoed
+        else:
+            try:
+                occurred_at, offset = read_timestamp(raw_timestamp)
+            except (ValueError, OverflowError) as exc:
+                rejected.append(Rejection(index, "invalid_body", f"timestamp {raw_timestamp!r} is not usable: {exc}."))
+                continue
+            echoed = raw_timestamp
         actor = event["actor"]
         actor_key = (actor.get("workerId"), actor.get("externalId"), actor.get("email"), actor.get("displayName"))
         ref = actor_refs.get(actor_key)
@@ -609,37 +643,33 @@ def ingest_events(
                 rejected.append(ref)
                 continue
             actor_refs[actor_key] = ref
-        candidates.append((index, event, ref, occurred_at, offset, echoed, metadata_json))
+        duration = event.get("duration")
+        # JSON Schema counts 120.0 as an integer; the column takes 120.
+        candidates.append((index, ref, event_type, event["category"], occurred_at, offset,
+                           None if duration is None else int(duration), metadata_json, echoed))
 
     accepted: list[dict[str, Any]] = []
     if candidates:
         directory = WorkerDirectory(session, organization_id, connection_id)
         directory.resolve_all(actor_refs.values())  # refs without repeats, in first-seen order
-        source = connection_name(app.slug)
         kept = []
         for candidate in candidates:
-            index, event, ref, occurred_at, offset, echoed, metadata_json = candidate
-            found = directory.find(ref)
+            found = directory.find(candidate[1])
             if found is None:
-                rejected.append(Rejection(index, "worker_not_found",
-                                          f"actor.workerId {ref.raw_worker_id!r} names no worker of this organization."))
+                rejected.append(Rejection(candidate[0], "worker_not_found",
+                                          f"actor.workerId {candidate[1].raw_worker_id!r} names no worker of this organization."))
                 continue
             kept.append((candidate, found[0]))
         # Without a quota the usage row is charged after the rows are written, so its lock
         # (which serializes an organization's batches) is held only until the commit.
         fits = len(kept) if quota is None else charge(session, organization_id, len(kept), quota, now)
         writer = EventWriter(session)
-        add = writer.batch(organization_id, app.app_id, source, request_id, now)
-        for position, ((index, event, ref, occurred_at, offset, echoed, metadata_json), worker_id) in enumerate(kept):
-            if position >= fits:
-                rejected.append(Rejection(index, "quota_exceeded",
-                                          f"The plan's monthly quota of {quota} events is used up."))
-                continue
-            duration = event.get("duration")
-            # JSON Schema counts 120.0 as an integer; the column takes 120.
-            add(worker_id, EVENT, event["eventType"], event["category"], occurred_at, offset,
-                None if duration is None else int(duration), metadata_json)
-            accepted.append({"eventType": event["eventType"], "timestamp": echoed})
+        add = writer.batch(organization_id, app.app_id, connection_name(app.slug), request_id, now)
+        for (index, _, event_type, category, occurred_at, offset, duration, metadata_json, echoed), worker_id in kept[:fits]:
+            add(worker_id, EVENT, event_type, category, occurred_at, offset, duration, metadata_json)
+            accepted.append({"eventType": event_type, "timestamp": echoed})
+        for (index, *_), _ in kept[fits:]:
+            rejected.append(Rejection(index, "quota_exceeded", f"The plan's monthly quota of {quota} events is used up."))
         write_events(writer)
         if quota is None:
             charge(session, organization_id, len(accepted), None, now)
