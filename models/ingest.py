@@ -189,6 +189,9 @@ def dumps(value: Any) -> str:
     return _json_text(value) if out is None else out.decode()
 
 
+SERIALIZED_SIZE_UNBOUNDED = 1 << 62
+
+
 def serialize(value: Any, limit: int | None) -> tuple[str, int | None]:
     """dumps() and, when there is a limit, the UTF-8 size of the stdlib's text: orjson's
     float digits are at most 1.25x shorter, so its size decides only below limit / 2."""
@@ -218,6 +221,15 @@ def parse_timestamp(raw: str | None, now: dt.datetime) -> tuple[dt.datetime, int
         return now, 0, now.isoformat().replace("+00:00", "Z")
     value, minutes = read_timestamp(raw)
     return value.astimezone(dt.timezone.utc), minutes, raw
+
+
+def copy_timestamp(raw: str, value: dt.datetime) -> str:
+    """timestamptz input for a timestamp read_timestamp() accepted. The contract's
+    RFC 3339 text (format-checked before) reads the same in PostgreSQL, upper-cased, when
+    it has at most 6 fraction digits (more are rounded there but cut here): then it is
+    passed on as is, which spares formatting the parsed value again."""
+    fraction = len(raw) - (20 if raw[-1] in "Zz" else 25)  # "." and the digits
+    return raw.upper() if fraction <= 7 and "," not in raw else value.isoformat()
 
 
 def current_month(now: dt.datetime) -> str:
@@ -537,7 +549,7 @@ class EventWriter:
     def batch(self, organization_id, app_id, source: str, request_id: str, received_at: dt.datetime):
         """A fast adder for many events sharing organization, app, source and request."""
         if not self.postgres:
-            def add(worker_id, kind, event_type, category, occurred_at, offset, duration, metadata_json):
+            def add(worker_id, kind, event_type, category, occurred_at, stamp, offset, duration, metadata_json):
                 self.add_row((organization_id, app_id, worker_id, source, kind, event_type, category, occurred_at,
                               offset, duration, metadata_json, request_id, received_at))
             return add
@@ -547,13 +559,13 @@ class EventWriter:
         append = self.lines.append
         worker_texts: dict[uuid.UUID, str] = {}  # str(UUID) is slow Python; actors repeat
 
-        def add(worker_id, kind, event_type, category, occurred_at, offset, duration, metadata_json):
+        def add(worker_id, kind, event_type, category, occurred_at, stamp, offset, duration, metadata_json):
+            """`stamp`: the instant as PostgreSQL timestamptz text (see copy_timestamp)."""
             worker = worker_texts.get(worker_id)
             if worker is None:
                 worker = worker_texts[worker_id] = str(worker_id)
-            # kind, category (enum) and eventType (pattern) never hold COPY's special characters;
-            # the timestamp keeps its own offset (timestamptz converts).
-            append(f"{head}{worker}{middle}{kind}\t{event_type}\t{category or NULL}\t{occurred_at.isoformat()}"
+            # kind, category (enum) and eventType (pattern) never hold COPY's special characters.
+            append(f"{head}{worker}{middle}{kind}\t{event_type}\t{category or NULL}\t{stamp}"
                    f"\t{offset}\t{NULL if duration is None else duration}"
                    f"\t{NULL if metadata_json is None else _copy_json(metadata_json)}{tail}")
         return add
@@ -600,7 +612,10 @@ def ingest_events(
     failed = {r.index for r in rejected}
     allowed = None if app.allowed_event_types is None else set(app.allowed_event_types)
     max_meta = rules.metadata_max_bytes
-    now_echoed = now.isoformat().replace("+00:00", "Z")
+    now_text = now.isoformat()
+    now_echoed = now_text.replace("+00:00", "Z")
+    orjson_dumps = orjson.dumps
+    fast_meta_limit = SERIALIZED_SIZE_UNBOUNDED if max_meta is None else max_meta // 2
     # The same actor usually appears many times in a batch: read each one once.
     actor_refs: dict[tuple, ActorRef] = {}
     candidates = []
@@ -615,24 +630,34 @@ def ingest_events(
         metadata = event.get("metadata")
         metadata_json = None
         if metadata is not None:
-            metadata_json, size = serialize(metadata, max_meta)
-            if max_meta is not None and size > max_meta:
-                rejected.append(Rejection(index, "invalid_body",
-                                          f"metadata is {size} bytes serialized; at most {max_meta} are allowed."))
-                continue
-            if has_nul(metadata_json):
+            # serialize()'s common case inlined (it runs once per event).
+            try:
+                out = orjson_dumps(metadata)
+            except TypeError:
+                out = None
+            if out is not None and b"null" not in out and len(out) <= fast_meta_limit:
+                metadata_json = out.decode()
+                nul = b"\\u0000" in out
+            else:
+                metadata_json, size = serialize(metadata, max_meta)
+                if max_meta is not None and size > max_meta:
+                    rejected.append(Rejection(index, "invalid_body",
+                                              f"metadata is {size} bytes serialized; at most {max_meta} are allowed."))
+                    continue
+                nul = has_nul(metadata_json)
+            if nul:
                 rejected.append(Rejection(index, "invalid_body", "metadata must not contain NUL characters."))
                 continue
         raw_timestamp = event.get("timestamp")
         if raw_timestamp is None:
-            occurred_at, offset, echoed = now, 0, now_echoed
+            occurred_at, offset, echoed, stamp = now, 0, now_echoed, now_text
         else:
             try:
                 occurred_at, offset = read_timestamp(raw_timestamp)
             except (ValueError, OverflowError) as exc:
                 rejected.append(Rejection(index, "invalid_body", f"timestamp {raw_timestamp!r} is not usable: {exc}."))
                 continue
-            echoed = raw_timestamp
+            echoed, stamp = raw_timestamp, copy_timestamp(raw_timestamp, occurred_at)
         actor = event["actor"]
         actor_key = (actor.get("workerId"), actor.get("externalId"), actor.get("email"), actor.get("displayName"))
         ref = actor_refs.get(actor_key)
@@ -645,7 +670,7 @@ def ingest_events(
             actor_refs[actor_key] = ref
         duration = event.get("duration")
         # JSON Schema counts 120.0 as an integer; the column takes 120.
-        candidates.append((index, ref, event_type, event["category"], occurred_at, offset,
+        candidates.append((index, ref, event_type, event["category"], occurred_at, stamp, offset,
                            None if duration is None else int(duration), metadata_json, echoed))
 
     accepted: list[dict[str, Any]] = []
@@ -665,8 +690,9 @@ def ingest_events(
         fits = len(kept) if quota is None else charge(session, organization_id, len(kept), quota, now)
         writer = EventWriter(session)
         add = writer.batch(organization_id, app.app_id, connection_name(app.slug), request_id, now)
-        for (index, _, event_type, category, occurred_at, offset, duration, metadata_json, echoed), worker_id in kept[:fits]:
-            add(worker_id, EVENT, event_type, category, occurred_at, offset, duration, metadata_json)
+        for (index, _, event_type, category, occurred_at, stamp, offset, duration, metadata_json, echoed), worker_id \
+                in kept[:fits]:
+            add(worker_id, EVENT, event_type, category, occurred_at, stamp, offset, duration, metadata_json)
             accepted.append({"eventType": event_type, "timestamp": echoed})
         for (index, *_), _ in kept[fits:]:
             rejected.append(Rejection(index, "quota_exceeded", f"The plan's monthly quota of {quota} events is used up."))

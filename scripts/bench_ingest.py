@@ -138,7 +138,7 @@ def start_profiler(master: int, output: str) -> subprocess.Popen:
     with open(f"/proc/{master}/task/{master}/children") as f:
         worker = int(f.read().split()[0])
     return subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--pid", str(worker),
-                             "--format", "speedscope", "--output", output, "--nonblocking", "--rate", "250"],
+                             "--format", "speedscope", "--output", output, "--nonblocking", "--gil", "--rate", "250"],
                             stdout=subprocess.DEVNULL)
 
 

@@ -116,7 +116,9 @@ def test_timestamps_default_to_now_and_keep_their_offsets(client, make_ingest_ke
     before = dt.datetime.now(dt.timezone.utc)
     no_time = {k: v for k, v in event(0).items() if k != "timestamp"}
     response = post(client, made, {"events": [no_time, event(1, timestamp="2026-04-19T14:30:00+02:00"),
-                                              event(2, timestamp="2026-04-19T07:00:00.250-05:30")]})
+                                              event(2, timestamp="2026-04-19T07:00:00.250-05:30"),
+                                              # lower case, and more fraction digits than microseconds
+                                              event(3, timestamp="2026-04-19t12:30:00.1234569z")]})
     after = dt.datetime.now(dt.timezone.utc)
     assert response.status_code == 202, response.text
     accepted = response.json()["results"]["accepted"]
@@ -128,6 +130,8 @@ def test_timestamps_default_to_now_and_keep_their_offsets(client, make_ingest_ke
     assert rows[1].utc_offset_minutes == 120
     assert rows[2].occurred_at == dt.datetime(2026, 4, 19, 12, 30, 0, 250000, tzinfo=dt.timezone.utc)
     assert rows[2].utc_offset_minutes == -330
+    # Cut to microseconds on every backend, as Python reads it (not rounded).
+    assert rows[3].occurred_at == dt.datetime(2026, 4, 19, 12, 30, 0, 123456, tzinfo=dt.timezone.utc)
     with database.unit_of_work() as s:
         shown = {r["id"]: r["occurred_at"] for r in ingest.timeline(s, made.org_id)}
     assert shown[rows[1].id] == "2026-04-19T14:30:00+02:00"
