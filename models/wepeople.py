@@ -8,7 +8,7 @@ import datetime as dt
 import uuid
 from typing import Iterable
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, bindparam, select
+from sqlalchemy import Connection, ForeignKey, String, UniqueConstraint, bindparam, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, validates
 
 from models.db import Base, CreatedAt, Slug, Str200, UUIDPk, utcnow
@@ -162,7 +162,7 @@ _INGEST_PRINCIPAL = (
 )
 
 
-def find_ingest_principal(session: Session, raw_key: str):
+def find_ingest_principal(session: Session | Connection, raw_key: str):
     """The active key's row (id, organization_id, plan, api_enabled, app_id, app_slug,
     app_name), or None."""
     return find_active_key_row(session, _INGEST_PRINCIPAL, raw_key, WEPEOPLE_KEY_PREFIX)

@@ -45,8 +45,9 @@ class WePeopleAuth:
         self.plans: dict = api.source["x-limits"]["plans"]
 
     def __call__(self, token: str, required_scopes: list[str]) -> dict:
-        with self.database.unit_of_work() as session:
-            key = wepeople.find_ingest_principal(session, token)
+        # A plain connection, not a Session: one read needs no unit of work (half the CPU).
+        with self.database.engine.connect() as connection:
+            key = wepeople.find_ingest_principal(connection, token)
         if key is None:
             raise ApiError(401, "invalid_key", "The API key is unknown or has been revoked.")
         if not key.api_enabled:
