@@ -497,6 +497,9 @@ EVENT_COLUMNS = ("organization_id", "app_id", "worker_id", "source", "kind", "ev
                  "occurred_at", "utc_offset_minutes", "duration", "metadata", "request_id", "received_at")
 
 
+COPY_EVENTS = f"COPY ingest_events ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
+
+
 def _copy_text(value: Any) -> str:
     if value is None:
         return "\\N"
@@ -574,8 +577,9 @@ class EventWriter:
         if self.lines:
             cursor = self.session.connection().connection.dbapi_connection.cursor()
             try:
-                cursor.copy_expert(f"COPY ingest_events ({', '.join(EVENT_COLUMNS)}) FROM STDIN",
-                                   io.StringIO("".join(self.lines)))
+                data = "".join(self.lines).encode()
+                # One read of the whole buffer: psycopg2 otherwise reads and sends 8 KB at a time.
+                cursor.copy_expert(COPY_EVENTS, io.BytesIO(data), size=len(data))
             finally:
                 cursor.close()
             self.lines = []

@@ -286,9 +286,9 @@ def copy_baseline(url: str, org_id, app_id, batches: int, connections: int) -> f
                    event["eventType"], event["category"], occurred, offset, event["duration"],
                    ingest.dumps(event["metadata"]), "req_bench", now)
             buffer.write("\t".join(ingest._copy_text(v) for v in row) + "\n")
-        payloads.append(buffer.getvalue())
+        payloads.append(buffer.getvalue().encode())
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    sql = f"COPY ingest_events ({', '.join(ingest.EVENT_COLUMNS)}) FROM STDIN"
+    sql = ingest.COPY_EVENTS
     counter = iter(range(batches))
     lock = threading.Lock()
 
@@ -299,7 +299,8 @@ def copy_baseline(url: str, org_id, app_id, batches: int, connections: int) -> f
                 n = next(counter, None)
             if n is None:
                 return
-            cursor.copy_expert(sql, io.StringIO(payloads[n % len(payloads)]))
+            payload = payloads[n % len(payloads)]
+            cursor.copy_expert(sql, io.BytesIO(payload), size=len(payload))  # one read, as the server does
             conn.commit()
 
     # psycopg2 releases the GIL during COPY; threads are enough to keep N connections busy.
