@@ -189,9 +189,6 @@ def dumps(value: Any) -> str:
     return _json_text(value) if out is None else out.decode()
 
 
-SERIALIZED_SIZE_UNBOUNDED = 1 << 62
-
-
 def serialize(value: Any, limit: int | None) -> tuple[str, int | None]:
     """dumps() and, when there is a limit, the UTF-8 size of the stdlib's text: orjson's
     float digits are at most 1.25x shorter, so its size decides only below limit / 2."""
@@ -200,6 +197,27 @@ def serialize(value: Any, limit: int | None) -> tuple[str, int | None]:
         return out.decode(), len(out)
     text = _json_text(value)
     return text, None if limit is None else len(text.encode())
+
+
+def metadata_text(metadata: Any, max_bytes: int | None) -> tuple[str | None, str | None]:
+    """(the metadata as JSON text, None) or (None, why it is refused)."""
+    if metadata is None:
+        return None, None
+    # serialize()'s common case, inlined: this runs once per event.
+    try:
+        out = orjson.dumps(metadata)
+    except TypeError:
+        out = None
+    if out is not None and b"null" not in out and (max_bytes is None or len(out) <= max_bytes // 2):
+        text, nul = out.decode(), b"\\u0000" in out
+    else:
+        text, size = serialize(metadata, max_bytes)
+        if max_bytes is not None and size > max_bytes:
+            return None, f"metadata is {size} bytes serialized; at most {max_bytes} are allowed."
+        nul = has_nul(text)
+    if nul:
+        return None, "metadata must not contain NUL characters."
+    return text, None
 
 
 @functools.lru_cache(maxsize=512)
@@ -618,8 +636,6 @@ def ingest_events(
     max_meta = rules.metadata_max_bytes
     now_text = now.isoformat()
     now_echoed = now_text.replace("+00:00", "Z")
-    orjson_dumps = orjson.dumps
-    fast_meta_limit = SERIALIZED_SIZE_UNBOUNDED if max_meta is None else max_meta // 2
     # The same actor usually appears many times in a batch: read each one once.
     actor_refs: dict[tuple, ActorRef] = {}
     candidates = []
@@ -631,27 +647,10 @@ def ingest_events(
             rejected.append(Rejection(index, "forbidden_event_type",
                                       f"eventType {event_type!r} is not in this app's allowedEventTypes."))
             continue
-        metadata = event.get("metadata")
-        metadata_json = None
-        if metadata is not None:
-            # serialize()'s common case inlined (it runs once per event).
-            try:
-                out = orjson_dumps(metadata)
-            except TypeError:
-                out = None
-            if out is not None and b"null" not in out and len(out) <= fast_meta_limit:
-                metadata_json = out.decode()
-                nul = b"\\u0000" in out
-            else:
-                metadata_json, size = serialize(metadata, max_meta)
-                if max_meta is not None and size > max_meta:
-                    rejected.append(Rejection(index, "invalid_body",
-                                              f"metadata is {size} bytes serialized; at most {max_meta} are allowed."))
-                    continue
-                nul = has_nul(metadata_json)
-            if nul:
-                rejected.append(Rejection(index, "invalid_body", "metadata must not contain NUL characters."))
-                continue
+        metadata_json, refusal = metadata_text(event.get("metadata"), max_meta)
+        if refusal is not None:
+            rejected.append(Rejection(index, "invalid_body", refusal))
+            continue
         raw_timestamp = event.get("timestamp")
         if raw_timestamp is None:
             occurred_at, offset, echoed, stamp = now, 0, now_echoed, now_text
