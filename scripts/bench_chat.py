@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -168,11 +169,18 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-async def run_client(args, port: int, slug: str, key: str, server_pid: int) -> dict:
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run_client(args, port: int, slug: str, key: str, server_pid: int, upstream_pid: int | None = None) -> dict:
     results: list = []
     state = {"open": 0, "max_open": 0}
     baseline = rss_kb(server_pid)
     cpu_before = cpu_seconds(server_pid)
+    upstream_before = cpu_seconds(upstream_pid) if upstream_pid else 0.0
+    client_before = own_cpu_seconds()
     peak = {"rss": baseline, "open_at_peak": 0}
 
     async def sample():
@@ -193,6 +201,8 @@ async def run_client(args, port: int, slug: str, key: str, server_pid: int) -> d
     sampler.cancel()
     return {"results": results, "max_open": state["max_open"], "elapsed": time.perf_counter() - started,
             "cpu_seconds": cpu_seconds(server_pid) - cpu_before,
+            "upstream_cpu_seconds": (cpu_seconds(upstream_pid) - upstream_before) if upstream_pid else 0.0,
+            "client_cpu_seconds": own_cpu_seconds() - client_before,
             "rss_baseline_kb": baseline, "rss_peak_kb": peak["rss"], "open_at_peak": peak["open_at_peak"]}
 
 
@@ -301,7 +311,7 @@ def main(argv=None) -> int:
                                              "--rate", "200"],
                                             stdout=subprocess.DEVNULL)
                 time.sleep(1)
-            report = asyncio.run(run_client(args, app_port, slug, key, server.pid))
+            report = asyncio.run(run_client(args, app_port, slug, key, server.pid, upstream.pid))
         finally:
             if profiler is not None:
                 profiler.send_signal(2)  # SIGINT: py-spy writes its file
@@ -337,6 +347,8 @@ def main(argv=None) -> int:
           f"-> {per_stream:.0f} KB per stream")
     print(f"server CPU                   {report['cpu_seconds']:.1f} s -> "
           f"{report['cpu_seconds'] / max(1, len(results)) * 1000:.1f} ms per stream")
+    print(f"bench's own CPU              fake upstream {report['upstream_cpu_seconds']:.1f} s, "
+          f"client {report['client_cpu_seconds']:.1f} s (the same two cores)")
     return 0 if len(completed) == len(results) else 1
 
 
