@@ -31,6 +31,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_loop(coroutine):
+    """The fake upstream and the client run on uvloop, as the server does (uvicorn's
+    default): they share the two cores with the server, so their own CPU is kept small."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
 # ── Fake upstream ────────────────────────────────────────────────────────────
 
 async def _upstream_handle(reader, writer, first_token: float, answer_seconds: float, words: int):
@@ -91,7 +101,7 @@ def run_upstream(port: int, first_token: float, answer_seconds: float, words: in
         async with server:
             await server.serve_forever()
 
-    asyncio.run(main())
+    run_loop(main())
 
 
 # ── Client ───────────────────────────────────────────────────────────────────
@@ -301,7 +311,7 @@ def main(argv=None) -> int:
             wait_port(app_port)
             # Warm-up turns, opened at once so that every worker gets some: imports (the
             # SDK's is ~0.7 s of CPU), connection pools, first queries.
-            asyncio.run(run_client(argparse.Namespace(streams=max(1, 8 * args.workers), ramp=0,
+            run_loop(run_client(argparse.Namespace(streams=max(1, 8 * args.workers), ramp=0,
                                                       answer_seconds=args.answer_seconds),
                                    app_port, slug, key, server.pid))
             if args.profile:
@@ -311,7 +321,7 @@ def main(argv=None) -> int:
                                              "--rate", "200"],
                                             stdout=subprocess.DEVNULL)
                 time.sleep(1)
-            report = asyncio.run(run_client(args, app_port, slug, key, server.pid, upstream.pid))
+            report = run_loop(run_client(args, app_port, slug, key, server.pid, upstream.pid))
         finally:
             if profiler is not None:
                 profiler.send_signal(2)  # SIGINT: py-spy writes its file
