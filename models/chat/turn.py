@@ -83,7 +83,7 @@ class ChatEngine:
     # ── First half: in the request's transaction ─────────────────────────────
     def prepare(self, session: Session, *, slug: str, principal: dict, request: dict,
                 rate_limit=None) -> TurnPlan:
-        chatbot = alpinechat.chatbot_for_principal(session, slug, principal)
+        chatbot = alpinechat.chatbot_row_for_principal(session, slug, principal)
         language = request.get("language") or chatbot.language
         plan = TurnPlan(chatbot_id=chatbot.id, language=language)
 
