@@ -12,7 +12,7 @@ import uuid
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
-from sqlalchemy import ForeignKey, Numeric, String, select
+from sqlalchemy import ForeignKey, Numeric, String, bindparam, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, validates
 
 from models.errors import DomainError
@@ -313,7 +313,26 @@ def require_active_chatbot(session: Session, slug: str) -> Chatbot:
 def chatbot_for_principal(session: Session, slug: str, principal: dict) -> Chatbot:
     """The active chatbot of `slug`, if the authenticated key may use it: 404 for an
     unknown or inactive slug, 403 for a key of another tenant (or bound to another bot)."""
-    chatbot = require_active_chatbot(session, slug)
+    return _check_principal(require_active_chatbot(session, slug), principal)
+
+
+_CHATBOTS = Chatbot.__table__
+# What a chat turn reads of its chatbot, as one plain row (no ORM instance: it is read on
+# every turn and never changed by one).
+_TURN_CHATBOT = select(*(_CHATBOTS.c[name] for name in (
+    "id", "tenant_id", "title", "language", "widget_config", "model", "monthly_budget_usd",
+    "session_message_cap", "blocklist"))).where(_CHATBOTS.c.slug == bindparam("slug"), _CHATBOTS.c.active.is_(True))
+
+
+def chatbot_row_for_principal(session: Session, slug: str, principal: dict):
+    """As `chatbot_for_principal`, as a read-only row of the columns a chat turn uses."""
+    chatbot = session.connection().execute(_TURN_CHATBOT, {"slug": slug}).first()
+    if chatbot is None:
+        raise DomainError(404, "not_found", f"No active chatbot {slug!r}.")
+    return _check_principal(chatbot, principal)
+
+
+def _check_principal(chatbot, principal: dict):
     same_tenant = principal["tenant_id"] == str(chatbot.tenant_id)
     bound_elsewhere = principal.get("chatbot_id") not in (None, str(chatbot.id))
     if not same_tenant or bound_elsewhere:

@@ -16,15 +16,15 @@ A client that goes away cancels the turn; what was answered so far is still stor
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 import anyio
+import orjson
 from flask import Response, current_app
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.chat.config import ChatConfig
-from models.chat.turn import ChatEngine, Localizer, Turn
+from models.chat.turn import ChatEngine, ClientGone, Localizer, Turn
 
 log = logging.getLogger("sse")
 
@@ -78,7 +78,9 @@ def event_stream(turn: Turn) -> Response:
 def encode(event: dict | None) -> bytes:
     if event is None:
         return KEEPALIVE
-    return b"data: " + json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    # orjson: compact, UTF-8 as json.dumps(ensure_ascii=False) gave, ~0.5 instead of ~12 µs
+    # per text event (40 a turn).
+    return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
 class ChatStreamMiddleware:
@@ -105,63 +107,97 @@ class ChatStreamMiddleware:
             await stream_turn(turn, receive, send)
 
 
-# Events a turn yields back to back up to `done`, with nothing awaited between them: held
+# Events a turn emits back to back up to `done`, with nothing awaited between them: held
 # and written with `done` and the end of the body in one socket write (4 writes were 1).
 _TAIL = frozenset({"card", "usage", "finish"})
 
 
 async def stream_turn(turn: Turn, receive: Receive, send: Send) -> None:
-    gone = asyncio.Event()
+    """Runs the turn in one task that writes each event as it comes; a second task
+    watches for the visitor leaving (which cancels the first), and a timer sends a
+    keep-alive comment whenever nothing was written for `keepalive_seconds`."""
+    loop = asyncio.get_running_loop()
+    keepalive_seconds = turn.engine.config.keepalive_seconds
+    held: list[bytes] = []
+    last_write = loop.time()
+    sending = False  # an event is being written (keep-alives wait for the next quiet spell)
+    keepalive_task: asyncio.Task | None = None
     ended = False
 
-    async def pump() -> None:
-        nonlocal ended
-        events = turn.events()
-        held: list[bytes] = []
+    async def emit(event: dict) -> None:
+        nonlocal last_write, sending, ended
+        kind = event["type"]
+        if kind in _TAIL:
+            held.append(encode(event))
+            return
+        body = encode(event)
+        if held:
+            body = b"".join(held) + body
+            held.clear()
+        sending = True
         try:
-            async for event in events:
-                if event is not None and event["type"] in _TAIL:
-                    held.append(encode(event))
-                    continue
-                body = encode(event)
-                if held:
-                    body = b"".join(held) + body
-                    held.clear()
-                if event is not None and event["type"] == "done":
-                    ended = True
-                    await send({"type": "http.response.body", "body": body, "more_body": False})
-                else:
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-            if held:  # not expected: the turn ended without `done`
-                await send({"type": "http.response.body", "body": b"".join(held), "more_body": True})
-        except OSError:  # the socket broke under us
-            gone.set()
+            if keepalive_task is not None and not keepalive_task.done():
+                await keepalive_task  # one writer at a time
+            last_write = loop.time()
+            if kind == "done":
+                ended = True
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+            else:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+        except OSError as exc:  # the socket broke under us
+            raise ClientGone() from exc
         finally:
-            await events.aclose()
+            sending = False
+
+    async def send_keepalive() -> None:
+        try:
+            await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+        except OSError:
+            run_task.cancel()
+
+    def tick() -> None:
+        nonlocal keepalive_handle, keepalive_task, last_write
+        now = loop.time()
+        due = last_write + keepalive_seconds
+        if now >= due and not sending and not ended:
+            keepalive_task = loop.create_task(send_keepalive())
+            last_write = now
+            due = now + keepalive_seconds
+        keepalive_handle = loop.call_at(max(due, now + 0.001), tick)
 
     async def watch() -> None:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                gone.set()
                 return
 
+    gone = False
+    keepalive_handle = None
     try:
         await send({"type": "http.response.start", "status": 200, "headers": list(SSE_HEADERS)})
-        pump_task = asyncio.create_task(pump())
-        watch_task = asyncio.create_task(watch())
-        gone_task = asyncio.create_task(gone.wait())
+        run_task = loop.create_task(turn.run(emit))
+        watch_task = loop.create_task(watch())
+        keepalive_handle = loop.call_at(last_write + keepalive_seconds, tick)
         try:
-            await asyncio.wait({pump_task, gone_task}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({run_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (pump_task, watch_task, gone_task):
-                if not task.done():
+            keepalive_handle.cancel()
+            for task in (run_task, watch_task, keepalive_task):
+                if task is not None and not task.done():
                     task.cancel()
-            await asyncio.gather(pump_task, watch_task, gone_task, return_exceptions=True)
-        if gone.is_set():
+            results = await asyncio.gather(run_task, watch_task, return_exceptions=True)
+            if keepalive_task is not None:
+                await asyncio.gather(keepalive_task, return_exceptions=True)
+        if watch_task.done() and not watch_task.cancelled() and not ended:
+            gone = True  # the visitor left before `done`
+        elif isinstance(results[0], (ClientGone, asyncio.CancelledError)):
+            gone = True
+        elif isinstance(results[0], BaseException):
+            log.error("chat stream failed", exc_info=results[0])
+        if gone:
             turn.disconnected()
         elif not ended:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await send({"type": "http.response.body", "body": b"".join(held), "more_body": False})
     except OSError:
         turn.disconnected()
     finally:

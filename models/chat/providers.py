@@ -10,6 +10,8 @@ import re
 import weakref
 from typing import Any, AsyncIterator, Protocol
 
+import orjson
+
 from models.chat.config import ChatConfig, estimate_tokens
 
 
@@ -66,8 +68,8 @@ class OpenAIProvider:
 
     supports_tools = True
 
-    def __init__(self, client, name: str = "openai"):
-        self.client = client
+    def __init__(self, clients: "UpstreamClients", name: str = "openai"):
+        self.clients = clients
         self.name = name
 
     async def stream(self, request: ProviderRequest):
@@ -81,50 +83,45 @@ class OpenAIProvider:
             arguments["tools"] = request.tools
         tool_parts: dict[int, dict[str, str]] = {}
         usage_seen = False
+        shard, client = self.clients.acquire()
         try:
             # The SDK sends the request (auth, base URL or Azure deployment, retries,
-            # status errors); the chunks are parsed here as plain JSON, because building
-            # the SDK's pydantic objects costs about 1 ms per chunk, which is what bounds
-            # the number of concurrent streams one process can carry.
-            async with self.client.chat.completions.with_streaming_response.create(
+            # status errors, timeouts); the body is read here as bytes (still decoded by
+            # httpx for any content encoding) and its `data:` lines parsed with orjson:
+            # the SDK's pydantic chunk objects cost ~1 ms each, and httpx's text and
+            # line iterators another three generator layers per chunk.
+            async with client.chat.completions.with_streaming_response.create(
                     model=request.model, messages=(), max_tokens=request.max_tokens,
                     stream=True, stream_options={"include_usage": True}, extra_body=arguments) as response:
                 done = False
-                async for line in response.iter_lines():
-                    if done or not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
+                pending = b""
+                async for data in response.http_response.aiter_bytes():
+                    if done:
                         # Read on to the end of the body (it ends right after [DONE]): a
                         # response left unread closes its connection, and the next turn
                         # would pay a new TCP (and TLS) connect.
-                        done = True
                         continue
-                    chunk = json.loads(data)
-                    if chunk.get("error"):
-                        raise UpstreamError(f"upstream error event: {chunk['error']}")
-                    usage = chunk.get("usage")
-                    if usage:
-                        usage_seen = True
-                        yield Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
-                    for choice in chunk.get("choices") or ():
-                        delta = choice.get("delta") or {}
-                        if delta.get("content"):
-                            yield TextDelta(delta["content"])
-                        for call in delta.get("tool_calls") or ():
-                            part = tool_parts.setdefault(call.get("index") or 0, {"id": "", "name": "", "arguments": ""})
-                            part["id"] = call.get("id") or part["id"]
-                            function = call.get("function") or {}
-                            part["name"] += function.get("name") or ""
-                            part["arguments"] += function.get("arguments") or ""
-                        if choice.get("finish_reason"):
-                            for index in sorted(tool_parts):
-                                part = tool_parts[index]
-                                yield ToolCall(part["id"] or f"call_{index}", part["name"], part["arguments"])
-                            tool_parts.clear()
-                            yield Finish(choice["finish_reason"])
+                    lines = (pending + data if pending else data).split(b"\n")
+                    pending = lines.pop()  # an incomplete line waits for the next read
+                    for line in lines:
+                        if line.startswith(b"data:"):
+                            events = _chunk_events(line, tool_parts)
+                            if events is None:
+                                done = True
+                                break
+                            for event in events:
+                                if isinstance(event, Usage):
+                                    usage_seen = True
+                                yield event
+                if not done and pending.startswith(b"data:"):  # a last line without its newline
+                    for event in _chunk_events(pending, tool_parts) or ():
+                        if isinstance(event, Usage):
+                            usage_seen = True
+                        yield event
         except (openai.APIError, httpx2.HTTPError, ValueError) as exc:
             raise UpstreamError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self.clients.release(shard)
         if not usage_seen:  # some deployments do not report usage on streams
             prompt = sum(estimate_tokens(json.dumps(m, ensure_ascii=False)) for m in request.messages)
             yield Usage(prompt, 0)
@@ -132,11 +129,48 @@ class OpenAIProvider:
     async def flagged(self, text: str) -> bool:
         import openai
 
+        shard, client = self.clients.acquire()
         try:
-            result = await self.client.moderations.create(input=text)
+            result = await client.moderations.create(input=text)
         except openai.APIError as exc:
             raise UpstreamError(f"moderation: {exc}") from exc
+        finally:
+            self.clients.release(shard)
         return any(r.flagged for r in result.results)
+
+
+def _chunk_events(line: bytes, tool_parts: dict[int, dict[str, str]]) -> list | None:
+    """The events of one `data:` line of the upstream's stream; None for `[DONE]`. Tool
+    call fragments accumulate in `tool_parts` until their choice finishes."""
+    payload = line[5:].strip()
+    if payload == b"[DONE]":
+        return None
+    chunk = orjson.loads(payload)
+    if not isinstance(chunk, dict):
+        raise ValueError("upstream chunk is not a JSON object")
+    if chunk.get("error"):
+        raise UpstreamError(f"upstream error event: {chunk['error']}")
+    events: list = []
+    usage = chunk.get("usage")
+    if usage:
+        events.append(Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0))
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        if delta.get("content"):
+            events.append(TextDelta(delta["content"]))
+        for call in delta.get("tool_calls") or ():
+            part = tool_parts.setdefault(call.get("index") or 0, {"id": "", "name": "", "arguments": ""})
+            part["id"] = call.get("id") or part["id"]
+            function = call.get("function") or {}
+            part["name"] += function.get("name") or ""
+            part["arguments"] += function.get("arguments") or ""
+        if choice.get("finish_reason"):
+            for index in sorted(tool_parts):
+                part = tool_parts[index]
+                events.append(ToolCall(part["id"] or f"call_{index}", part["name"], part["arguments"]))
+            tool_parts.clear()
+            events.append(Finish(choice["finish_reason"]))
+    return events
 
 
 EXTRACTIVE_INTRO = {
@@ -202,10 +236,45 @@ def _excerpt(content: str, limit: int) -> str:
     return flat[: cut + 1] if cut > limit // 2 else flat[:limit].rsplit(" ", 1)[0] + " …"
 
 
+class UpstreamClients:
+    """SDK clients of one event loop, each with a connection pool of its own, filled in
+    order: a request goes to the first client with fewer than `per_client` requests in
+    flight. httpcore's pool does O(connections) bookkeeping on every request and every
+    response close (and probes each idle socket), which with hundreds of open streams in
+    one pool was ~10% of a worker's CPU; small pools keep it flat. At low traffic
+    everything goes through the first client, whose kept-alive connections are reused
+    as with one pool. Together the pools allow `connections` connections."""
+
+    def __init__(self, make_client, connections: int, per_client: int = 32):
+        self.make_client = make_client
+        self.per_client = max(1, min(per_client, connections))
+        self.max_clients = max(1, -(-connections // self.per_client))
+        self.clients: list[Any] = []
+        self.in_flight: list[int] = []
+
+    def acquire(self) -> tuple[int, Any]:
+        in_flight = self.in_flight
+        for index, count in enumerate(in_flight):
+            if count < self.per_client:
+                break
+        else:
+            if len(self.clients) < self.max_clients:
+                self.clients.append(self.make_client(self.per_client))
+                in_flight.append(0)
+                index = len(in_flight) - 1
+            else:  # every pool is full: queue where the fewest wait
+                index = min(range(len(in_flight)), key=in_flight.__getitem__)
+        in_flight[index] += 1
+        return index, self.clients[index]
+
+    def release(self, index: int) -> None:
+        self.in_flight[index] -= 1
+
+
 class ProviderFactory:
     """Chooses the provider from the settings: Azure when an endpoint is set, OpenAI when
     a key is set, the extractive provider otherwise. SDK clients hold connection pools
-    bound to one event loop, so there is one client per running loop."""
+    bound to one event loop, so there are clients per running loop."""
 
     def __init__(self, settings, config: ChatConfig):
         self.settings = settings
@@ -216,23 +285,31 @@ class ProviderFactory:
             self.kind = "openai"
         else:
             self.kind = "extractive"
-        self._clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
+        self._clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UpstreamClients]" = \
+            weakref.WeakKeyDictionary()
 
     def model_for(self, chatbot_model: str | None) -> str:
         if self.kind == "extractive":
             return "extractive"
         return chatbot_model or self.settings.openai_model
 
+    def preload(self) -> None:
+        """Imports what the first turn would: the SDK and its chat resources are ~0.7 s
+        of CPU, better spent at a worker's start than in a visitor's first answer."""
+        if self.kind != "extractive":
+            client = self._make_client(1)
+            client.chat.completions, client.moderations  # lazily imported resources
+
     def provider(self) -> Provider:
         if self.kind == "extractive":
             return ExtractiveProvider()
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = self._clients[loop] = self._make_client()
-        return OpenAIProvider(client, self.kind)
+        clients = self._clients.get(loop)
+        if clients is None:
+            clients = self._clients[loop] = UpstreamClients(self._make_client, self.config.upstream_connections)
+        return OpenAIProvider(clients, self.kind)
 
-    def _make_client(self):
+    def _make_client(self, connections: int):
         import httpx2
         import openai
 
@@ -241,8 +318,7 @@ class ProviderFactory:
         timeout = httpx2.Timeout(s.openai_timeout, connect=min(5.0, s.openai_timeout))
         http_client = openai.DefaultAsyncHttpxClient(
             timeout=timeout,
-            limits=httpx2.Limits(max_connections=self.config.upstream_connections,
-                                 max_keepalive_connections=self.config.upstream_connections))
+            limits=httpx2.Limits(max_connections=connections, max_keepalive_connections=connections))
         if self.kind == "azure":
             return openai.AsyncAzureOpenAI(
                 azure_endpoint=s.azure_openai_endpoint, api_key=s.azure_openai_api_key,
