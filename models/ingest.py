@@ -226,28 +226,31 @@ def _offset_minutes(tz: dt.tzinfo) -> int:
 
 
 def read_timestamp(raw: str) -> tuple[dt.datetime, int]:
-    """(the instant, in the client's own offset; that offset in minutes). Raises ValueError."""
+    """(UTC instant, the client's offset in minutes). Raises ValueError or OverflowError
+    (an instant outside years 1-9999 in UTC)."""
     value = dt.datetime.fromisoformat(raw.upper())
     if value.tzinfo is None:
         raise ValueError("timestamp needs a timezone offset")
-    return value, _offset_minutes(value.tzinfo)
+    return value.astimezone(dt.timezone.utc), _offset_minutes(value.tzinfo)
 
 
 def parse_timestamp(raw: str | None, now: dt.datetime) -> tuple[dt.datetime, int, str]:
     """(UTC instant, original offset in minutes, timestamp as echoed). Raises ValueError."""
     if raw is None:
         return now, 0, now.isoformat().replace("+00:00", "Z")
-    value, minutes = read_timestamp(raw)
-    return value.astimezone(dt.timezone.utc), minutes, raw
+    instant, minutes = read_timestamp(raw)
+    return instant, minutes, raw
 
 
-def copy_timestamp(raw: str, value: dt.datetime) -> str:
-    """timestamptz input for a timestamp read_timestamp() accepted. The contract's
-    RFC 3339 text (format-checked before) reads the same in PostgreSQL, upper-cased, when
-    it has at most 6 fraction digits (more are rounded there but cut here): then it is
-    passed on as is, which spares formatting the parsed value again."""
-    fraction = len(raw) - (20 if raw[-1] in "Zz" else 25)  # "." and the digits
-    return raw.upper() if fraction <= 7 and "," not in raw else value.isoformat()
+def copy_timestamp(raw: str, instant: dt.datetime, offset_minutes: int) -> str:
+    """timestamptz input for a timestamp read_timestamp() accepted. A UTC timestamp's
+    own RFC 3339 text (format-checked before) reads the same in PostgreSQL, upper-cased,
+    with at most 6 fraction digits (more are rounded there, cut here): it is passed on
+    as is, sparing a formatting. Other offsets go as UTC: PostgreSQL refuses offsets
+    beyond 15:59 that RFC 3339 allows."""
+    if offset_minutes == 0 and len(raw) - (20 if raw[-1] in "Zz" else 25) <= 7 and "," not in raw:
+        return raw.upper()
+    return instant.isoformat()
 
 
 def current_month(now: dt.datetime) -> str:
@@ -660,7 +663,7 @@ def ingest_events(
             except (ValueError, OverflowError) as exc:
                 rejected.append(Rejection(index, "invalid_body", f"timestamp {raw_timestamp!r} is not usable: {exc}."))
                 continue
-            echoed, stamp = raw_timestamp, copy_timestamp(raw_timestamp, occurred_at)
+            echoed, stamp = raw_timestamp, copy_timestamp(raw_timestamp, occurred_at, offset)
         actor = event["actor"]
         actor_key = (actor.get("workerId"), actor.get("externalId"), actor.get("email"), actor.get("displayName"))
         ref = actor_refs.get(actor_key)

@@ -118,9 +118,14 @@ def test_timestamps_default_to_now_and_keep_their_offsets(client, make_ingest_ke
     response = post(client, made, {"events": [no_time, event(1, timestamp="2026-04-19T14:30:00+02:00"),
                                               event(2, timestamp="2026-04-19T07:00:00.250-05:30"),
                                               # lower case, and more fraction digits than microseconds
-                                              event(3, timestamp="2026-04-19t12:30:00.1234569z")]})
+                                              event(3, timestamp="2026-04-19t12:30:00.1234569z"),
+                                              # RFC 3339 allows offsets PostgreSQL's input refuses
+                                              event(4, timestamp="2026-04-20T05:50:00+17:20"),
+                                              # before year 1 in UTC
+                                              event(5, timestamp="0001-01-01T00:30:00+01:00")]})
     after = dt.datetime.now(dt.timezone.utc)
-    assert response.status_code == 202, response.text
+    assert response.status_code == 207, response.text
+    assert [(r["index"], r["code"]) for r in response.json()["results"]["rejected"]] == [(5, "invalid_body")]
     accepted = response.json()["results"]["accepted"]
     defaulted = dt.datetime.fromisoformat(accepted[0]["timestamp"])
     assert before - dt.timedelta(seconds=1) <= defaulted <= after
@@ -132,6 +137,8 @@ def test_timestamps_default_to_now_and_keep_their_offsets(client, make_ingest_ke
     assert rows[2].utc_offset_minutes == -330
     # Cut to microseconds on every backend, as Python reads it (not rounded).
     assert rows[3].occurred_at == dt.datetime(2026, 4, 19, 12, 30, 0, 123456, tzinfo=dt.timezone.utc)
+    assert rows[4].occurred_at == dt.datetime(2026, 4, 19, 12, 30, tzinfo=dt.timezone.utc)
+    assert rows[4].utc_offset_minutes == 17 * 60 + 20
     with database.unit_of_work() as s:
         shown = {r["id"]: r["occurred_at"] for r in ingest.timeline(s, made.org_id)}
     assert shown[rows[1].id] == "2026-04-19T14:30:00+02:00"
