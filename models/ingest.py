@@ -683,25 +683,24 @@ def ingest_events(
     if candidates:
         directory = WorkerDirectory(session, organization_id, connection_id)
         directory.resolve_all(actor_refs.values())  # refs without repeats, in first-seen order
-        kept = []
-        for candidate in candidates:
-            found = directory.find(candidate[1])
-            if found is None:
-                rejected.append(Rejection(candidate[0], "worker_not_found",
-                                          f"actor.workerId {candidate[1].raw_worker_id!r} names no worker of this organization."))
-                continue
-            kept.append((candidate, found[0]))
+        found = [directory.find(candidate[1]) for candidate in candidates]
+        resolved = len(found) - found.count(None)
         # Without a quota the usage row is charged after the rows are written, so its lock
         # (which serializes an organization's batches) is held only until the commit.
-        fits = len(kept) if quota is None else charge(session, organization_id, len(kept), quota, now)
+        fits = resolved if quota is None else charge(session, organization_id, resolved, quota, now)
         writer = EventWriter(session)
         add = writer.batch(organization_id, app.app_id, connection_name(app.slug), request_id, now)
-        for (index, _, event_type, category, occurred_at, stamp, offset, duration, metadata_json, echoed), worker_id \
-                in kept[:fits]:
-            add(worker_id, EVENT, event_type, category, occurred_at, stamp, offset, duration, metadata_json)
-            accepted.append({"eventType": event_type, "timestamp": echoed})
-        for (index, *_), _ in kept[fits:]:
-            rejected.append(Rejection(index, "quota_exceeded", f"The plan's monthly quota of {quota} events is used up."))
+        for (index, ref, event_type, category, occurred_at, stamp, offset, duration, metadata_json, echoed), worker \
+                in zip(candidates, found):
+            if worker is None:
+                rejected.append(Rejection(index, "worker_not_found",
+                                          f"actor.workerId {ref.raw_worker_id!r} names no worker of this organization."))
+            elif len(accepted) < fits:
+                add(worker[0], EVENT, event_type, category, occurred_at, stamp, offset, duration, metadata_json)
+                accepted.append({"eventType": event_type, "timestamp": echoed})
+            else:
+                rejected.append(Rejection(index, "quota_exceeded",
+                                          f"The plan's monthly quota of {quota} events is used up."))
         write_events(writer)
         if quota is None:
             charge(session, organization_id, len(accepted), None, now)
