@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import secrets
 
-from sqlalchemy import select
 
 WEPEOPLE_KEY_PREFIX = "wp_live_"
 ALPINECHAT_KEY_PREFIX = "ac_live_"
@@ -58,23 +57,10 @@ def masked(prefix: str, last4: str) -> str:
 def find_active_key_row(session, lookup, raw_key: str, prefix: str):
     """The row `lookup` (a statement selecting at least `key_hash` and `revoked_at`, with
     a `key_hash` bind parameter) finds for an unrevoked key matching `raw_key`, or None.
-    For hot paths that need a few columns, not ORM entities."""
+    Rows, not ORM entities: every request authenticates. `session`: a Session or Connection."""
     if not raw_key or not raw_key.startswith(prefix):
         return None
     row = session.execute(lookup, {"key_hash": hash_key(raw_key)}).first()
     if row is None or not keys_match(raw_key, row.key_hash) or row.revoked_at is not None:
         return None
     return row
-
-
-def find_active_key(session, model, raw_key: str, prefix: str, *options):
-    """The unrevoked `model` row whose hash matches `raw_key`, or None. `options` are
-    loader options (what the caller needs loaded in the same round trip)."""
-    if not raw_key or not raw_key.startswith(prefix):
-        return None
-    query = select(model).where(model.key_hash == hash_key(raw_key))
-    key = session.scalar(query.options(*options) if options else query)
-    # The indexed lookup finds the row; the final check must not leak timing.
-    if key is None or not keys_match(raw_key, key.key_hash) or not key.is_active:
-        return None
-    return key

@@ -73,16 +73,16 @@ class AlpineChatAuth:
         self.database = database
 
     def __call__(self, token: str, required_scopes: list[str]) -> dict:
-        with self.database.unit_of_work() as session:
-            key = alpinechat.find_active_chat_key(session, token)
-            if key is None:
-                raise ApiError(401, "unauthorized", "The API key is unknown or has been revoked.")
-            if not alpinechat.key_grants(key, required_scopes):
-                raise ApiError(401, "unauthorized", "The API key lacks the required scope.")
-            return {
-                "sub": str(key.id),
-                "key_id": str(key.id),
-                "tenant_id": str(key.tenant_id),
-                "chatbot_id": str(key.chatbot_id) if key.chatbot_id else None,
-                "scopes": list(key.scopes),
-            }
+        with self.database.engine.connect() as connection:  # one read: no Session needed
+            key = alpinechat.find_active_chat_key(connection, token)
+        if key is None:
+            raise ApiError(401, "unauthorized", "The API key is unknown or has been revoked.")
+        if not alpinechat.key_grants(key, required_scopes):
+            raise ApiError(401, "unauthorized", "The API key lacks the required scope.")
+        return {
+            "sub": str(key.id),
+            "key_id": str(key.id),
+            "tenant_id": str(key.tenant_id),
+            "chatbot_id": str(key.chatbot_id) if key.chatbot_id else None,
+            "scopes": list(key.scopes),
+        }
