@@ -68,6 +68,12 @@ class Localizer:
         return text.format(**values)
 
 
+_INSERT_CONVERSATION = Conversation.__table__.insert()
+_INSERT_MESSAGE = Message.__table__.insert()
+_TOUCH_CONVERSATION = (update(Conversation.__table__).where(Conversation.__table__.c.id == bindparam("conversation"))
+                       .values(updated_at=bindparam("now")))
+
+
 class ChatEngine:
     """What every turn of one process shares: configuration, provider clients, messages."""
 
@@ -98,7 +104,8 @@ class ChatEngine:
         # conversation and the turn's messages are written together by the final flush
         # (autoflush would otherwise send each on its own before the next query).
         conversation = conversations.find_conversation_by_session(session, chatbot.id, request["session_id"])
-        if conversation is None:
+        new_conversation = conversation is None
+        if new_conversation:
             # A new conversation has no messages: nothing to count or to read back.
             conversation = Conversation(id=uuid.uuid4(), chatbot_id=chatbot.id, session_id=request["session_id"],
                                         language=language, page_url=request.get("page_url"))
@@ -116,20 +123,26 @@ class ChatEngine:
 
         message = request["message"]
         page_context = request.get("page_context")
-        pending: list[Message] = []
+        pending: list[dict[str, Any]] = []
 
-        def add(role: str, content: str = "", **fields) -> Message:
-            row = Message(id=uuid.uuid4(), conversation_id=conversation.id, seq=last_seq + 1 + len(pending),
-                          role=role, content=content, **fields)
+        def add(role: str, content: str = "", **fields) -> dict[str, Any]:
+            row = {"id": uuid.uuid4(), "conversation_id": conversation.id, "seq": last_seq + 1 + len(pending),
+                   "role": role, "content": content, **fields}
             pending.append(row)
             return row
 
         def write() -> None:
-            if conversation in session:
-                conversation.updated_at = utcnow()
-            else:  # a new one: written now, with its timestamps
-                session.add(conversation)
-            session.add_all(pending)
+            # Core statements, not an ORM flush (the flush was ~10% of a stream's CPU). Each
+            # message row names only the columns the turn set, as the ORM's INSERT did.
+            if new_conversation:
+                session.execute(_INSERT_CONVERSATION, {
+                    "id": conversation.id, "chatbot_id": conversation.chatbot_id,
+                    "session_id": conversation.session_id, "language": conversation.language,
+                    "page_url": conversation.page_url})
+            else:
+                session.execute(_TOUCH_CONVERSATION, {"conversation": conversation.id, "now": utcnow()})
+            for row in pending:
+                session.execute(_INSERT_MESSAGE, row)
 
         add("user", message, page_url=request.get("page_url"), language=request.get("language"),
             page_context=page_context)
@@ -161,7 +174,7 @@ class ChatEngine:
 
         assistant = add("assistant", "", model=model, cost_usd=reservation, finish_reason=PENDING)
         write()
-        plan.assistant_message_id = assistant.id
+        plan.assistant_message_id = assistant["id"]
         plan.model = model
         plan.question = message
         plan.messages = messages
