@@ -80,7 +80,9 @@ class Runtime:
         def identity_policy(principal, client_ip, params):
             identity = {"ip": client_ip, "chatbot": params.get("slug", "")}
             parts = [str(identity[name]) for name in declared["per"]]
-            return self.limiter.hit(declared["limit"], operation.operation_id, *parts)
+            # AlpineChat answers carry no X-RateLimit headers: the window is read back only
+            # to tell a refused caller when to retry (a round trip fewer per request).
+            return self.limiter.check(declared["limit"], operation.operation_id, *parts)
 
         return identity_policy
 

@@ -21,7 +21,7 @@ from limits.strategies import SlidingWindowCounterRateLimiter
 class Decision:
     allowed: bool
     limit: int
-    remaining: int
+    remaining: int | None  # None: not read (see RateLimiter.check)
     retry_after: int  # seconds until a request would be allowed again (0 when allowed)
 
     def headers(self) -> dict[str, str]:
@@ -44,6 +44,12 @@ class RateLimiter:
     def hit(self, limit: str, *identifiers: str, cost: int = 1) -> Decision:
         """Counts one request against `limit` ("5/hour") for the given identity."""
         return self.decision(limit, *identifiers, allowed=self.consume(limit, *identifiers, cost=cost))
+
+    def check(self, limit: str, *identifiers: str) -> Decision:
+        """As hit(), but an allowed request's remaining budget is not read (None)."""
+        if self.consume(limit, *identifiers):
+            return Decision(True, parse_limit(limit).amount, None, 0)
+        return self.decision(limit, *identifiers, allowed=False)
 
     def consume(self, limit: str, *identifiers: str, cost: int = 1) -> bool:
         """Counts one request; only whether it was allowed (one storage round trip)."""
