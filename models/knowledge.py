@@ -16,7 +16,8 @@ import threading
 import uuid
 from typing import Any, Iterable
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, delete, select, text
+from sqlalchemy import (BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, bindparam, delete, select,
+                        text)
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.db import Base, CreatedAt, UUIDPk
@@ -306,11 +307,7 @@ def search(session: Session, chatbot_id: uuid.UUID, question: str, *, limit: int
         return []
     # One round trip for the passages and their documents, as plain rows: this runs on
     # every chat turn, where loading ORM objects cost more than the search itself.
-    found = {row.id: row for row in session.execute(
-        select(KnowledgePassage.id, KnowledgePassage.content, KnowledgeDocument.id.label("document_id"),
-               KnowledgeDocument.title, KnowledgeDocument.url, KnowledgeDocument.meta)
-        .join(KnowledgeDocument, KnowledgeDocument.id == KnowledgePassage.document_id)
-        .where(KnowledgePassage.id.in_([pid for pid, _ in rows])))}
+    found = {row.id: row for row in session.execute(_PASSAGES_BY_ID, {"ids": [pid for pid, _ in rows]})}
     hits = []
     for passage_id, score in rows:
         row = found.get(passage_id)
@@ -347,14 +344,24 @@ def _search_postgresql(session: Session, chatbot_id: uuid.UUID, words: str, limi
             for row in rows]
 
 
+# Built once: these run on every chat turn, where building and cache-keying a statement
+# cost about as much as the search.
+_SQLITE_SEARCH = text(
+    f"SELECT rowid, -bm25({FTS_TABLE}) AS score FROM {FTS_TABLE} "
+    f"WHERE {FTS_TABLE} MATCH :match AND chatbot_id = :bot ORDER BY bm25({FTS_TABLE}), rowid LIMIT :limit")
+_PASSAGES_BY_ID = (
+    select(KnowledgePassage.id, KnowledgePassage.content, KnowledgeDocument.id.label("document_id"),
+           KnowledgeDocument.title, KnowledgeDocument.url, KnowledgeDocument.meta)
+    .join(KnowledgeDocument, KnowledgeDocument.id == KnowledgePassage.document_id)
+    .where(KnowledgePassage.id.in_(bindparam("ids", expanding=True)))
+)
+
+
 def _search_sqlite(session: Session, chatbot_id: uuid.UUID, terms: list[str], limit: int) -> list[tuple[int, float]]:
     _ensure_fts(session)
     # Prefix terms stand in for stemming (Wanderung / Wanderungen / wandern...).
     match = " OR ".join('"{}"{}'.format(t.replace('"', ""), "*" if len(t) >= 4 else "") for t in terms)
-    rows = session.execute(text(
-        f"SELECT rowid, -bm25({FTS_TABLE}) AS score FROM {FTS_TABLE} "
-        f"WHERE {FTS_TABLE} MATCH :match AND chatbot_id = :bot ORDER BY bm25({FTS_TABLE}), rowid LIMIT :limit"),
-        {"match": match, "bot": chatbot_id.hex, "limit": limit})
+    rows = session.execute(_SQLITE_SEARCH, {"match": match, "bot": chatbot_id.hex, "limit": limit})
     return [(row[0], row[1]) for row in rows]
 
 
