@@ -203,19 +203,10 @@ def metadata_text(metadata: Any, max_bytes: int | None) -> tuple[str | None, str
     """(the metadata as JSON text, None) or (None, why it is refused)."""
     if metadata is None:
         return None, None
-    # serialize()'s common case, inlined: this runs once per event.
-    try:
-        out = orjson.dumps(metadata)
-    except TypeError:
-        out = None
-    if out is not None and b"null" not in out and (max_bytes is None or len(out) <= max_bytes // 2):
-        text, nul = out.decode(), b"\\u0000" in out
-    else:
-        text, size = serialize(metadata, max_bytes)
-        if max_bytes is not None and size > max_bytes:
-            return None, f"metadata is {size} bytes serialized; at most {max_bytes} are allowed."
-        nul = has_nul(text)
-    if nul:
+    text, size = serialize(metadata, max_bytes)
+    if max_bytes is not None and size > max_bytes:
+        return None, f"metadata is {size} bytes serialized; at most {max_bytes} are allowed."
+    if has_nul(text):
         return None, "metadata must not contain NUL characters."
     return text, None
 
