@@ -63,14 +63,13 @@ class Runtime:
             budgets = operation.api.source["x-limits"]["rateLimits"]
 
             def wepeople_policy(principal, client_ip, params):
-                # The headers speak of the key's budget; the organization's window is read
-                # back only when it is what refuses (a round trip fewer per request).
+                # The headers speak of the key's budget: the organization's window is read
+                # back only when it refuses (check), a round trip fewer per request.
                 per_key = self.limiter.hit(budgets["perKey"], "wp-key", principal["key_id"])
-                organization = (budgets["perOrganization"], "wp-org", principal["organization_id"])
-                if self.limiter.consume(*organization) or not per_key.allowed:
-                    return per_key
-                per_org = self.limiter.decision(*organization, allowed=False)
-                return dataclasses.replace(per_org, limit=per_key.limit, remaining=0)
+                per_org = self.limiter.check(budgets["perOrganization"], "wp-org", principal["organization_id"])
+                if per_key.allowed and not per_org.allowed:
+                    return dataclasses.replace(per_org, limit=per_key.limit, remaining=0)
+                return per_key
 
             return wepeople_policy
         declared = operation.source.get("x-rate-limit")

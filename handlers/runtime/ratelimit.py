@@ -43,19 +43,19 @@ class RateLimiter:
 
     def hit(self, limit: str, *identifiers: str, cost: int = 1) -> Decision:
         """Counts one request against `limit` ("5/hour") for the given identity."""
-        return self.decision(limit, *identifiers, allowed=self.consume(limit, *identifiers, cost=cost))
+        return self._window(limit, *identifiers, allowed=self._consume(limit, *identifiers, cost=cost))
 
     def check(self, limit: str, *identifiers: str) -> Decision:
         """As hit(), but an allowed request's remaining budget is not read (None)."""
-        if self.consume(limit, *identifiers):
+        if self._consume(limit, *identifiers):
             return Decision(True, parse_limit(limit).amount, None, 0)
-        return self.decision(limit, *identifiers, allowed=False)
+        return self._window(limit, *identifiers, allowed=False)
 
-    def consume(self, limit: str, *identifiers: str, cost: int = 1) -> bool:
+    def _consume(self, limit: str, *identifiers: str, cost: int = 1) -> bool:
         """Counts one request; only whether it was allowed (one storage round trip)."""
         return self.strategy.hit(parse_limit(limit), *identifiers, cost=cost)
 
-    def decision(self, limit: str, *identifiers: str, allowed: bool) -> Decision:
+    def _window(self, limit: str, *identifiers: str, allowed: bool) -> Decision:
         """The window's state after a request that was `allowed` or not."""
         item = parse_limit(limit)
         stats = self.strategy.get_window_stats(item, *identifiers)
