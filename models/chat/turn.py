@@ -101,8 +101,7 @@ class ChatEngine:
             return stop("error", "rate_limited", seconds=rate_limit.retry_after)
 
         # Round trips are most of a turn's preparation: every read comes first, and the
-        # conversation and the turn's messages are written together by the final flush
-        # (autoflush would otherwise send each on its own before the next query).
+        # conversation and the turn's messages are written last, by write().
         conversation = conversations.find_conversation_by_session(session, chatbot.id, request["session_id"])
         new_conversation = conversation is None
         if new_conversation:
