@@ -10,7 +10,6 @@ import logging
 from pathlib import Path
 
 import connexion
-from a2wsgi import WSGIMiddleware
 import redis as redis_lib
 from connexion import context as request_context
 from connexion.exceptions import ProblemException
@@ -34,6 +33,7 @@ from handlers.runtime.security import AlpineChatAuth, WePeopleAuth, bearer_handl
 from handlers.runtime.sse import ChatStreamMiddleware
 from handlers.runtime.specs import ApiSpec, Contracts, Operation, load_contracts, snake_case
 from handlers.runtime.validation import ParsedBodyRequest, body_validator_for, parameter_validator_for
+from handlers.runtime.wsgi_bridge import QueuedWSGIMiddleware
 from models.db import Database
 from models.migrate import ensure_sqlite_parent
 
@@ -296,8 +296,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     runtime = Runtime(settings, contracts, database)
 
     app = connexion.FlaskApp(__name__)
-    # connexion builds a2wsgi's pool with its default 10 threads; size it from config.
-    app._middleware_app.asgi_app = WSGIMiddleware(app.app.wsgi_app, workers=settings.wsgi_threads)
+    # connexion builds a2wsgi's bridge with its default 10 threads; this one is sized from
+    # config and does not hold a thread while the loop sends the response.
+    app._middleware_app.asgi_app = QueuedWSGIMiddleware(app.app.wsgi_app, workers=settings.wsgi_threads)
     app.app.extensions["runtime"] = runtime
     app.app.request_class = ParsedBodyRequest  # the body is parsed once, by the validator
     no_console = SwaggerUIOptions(serve_spec=False, swagger_ui=False)
@@ -331,6 +332,6 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.add_middleware(ChatbotCorsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
                        contracts=contracts, database=database, renderer=runtime.renderer)
     # Inside exception handling, before routing: streams chat turns on the event loop.
-    app.add_middleware(ChatStreamMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER)
+    app.add_middleware(ChatStreamMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, runtime=runtime)
     _add_documentation(app, runtime)
     return app

@@ -84,10 +84,14 @@ def encode(event: dict | None) -> bytes:
 
 
 class ChatStreamMiddleware:
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, runtime=None):
         self.app = app
+        self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" and self.runtime is not None:
+            await self.app(scope, self._closing_upstream_on_shutdown(receive), send)
+            return
         if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith("/api/chat/"):
             await self.app(scope, receive, send)
             return
@@ -105,6 +109,22 @@ class ChatStreamMiddleware:
             # The handler's unit of work has committed by now: the turn is durable.
             turn: Turn = scope["state"].pop(STATE_KEY)
             await stream_turn(turn, receive, send)
+
+
+    def _closing_upstream_on_shutdown(self, receive: Receive) -> Receive:
+        # The SDK clients' connection pools belong to this loop: closed before it ends.
+        async def receive_closing() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                engine = self.runtime.__dict__.get("chat_engine")
+                if engine is not None:
+                    try:
+                        await engine.providers.aclose()
+                    except Exception:
+                        log.exception("could not close the upstream clients")
+            return message
+
+        return receive_closing
 
 
 # Events a turn emits back to back up to `done`, with nothing awaited between them: held

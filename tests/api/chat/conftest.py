@@ -63,7 +63,7 @@ def live_chat_server(chat_app):
     """The chat app under a real uvicorn server on loopback."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(chat_app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(chat_app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started:

@@ -356,3 +356,29 @@ def test_azure_openai_through_the_sdk(settings, database, openai_stub, make_chat
     assert text_of(events) == "Hallo aus dem Stub."
     index = next(i for i, b in enumerate(openai_stub.requests) if "#az" in b["messages"][-1]["content"])
     assert openai_stub.paths[index] == "/openai/deployments/my-deployment/chat/completions"
+
+
+def test_upstream_clients_are_closed_when_the_app_shuts_down(settings, database, openai_stub, make_chatbot):
+    """The SDK clients (aiohttp sessions and their kept-alive connections) belong to the
+    loop that used them: the ASGI lifespan's shutdown closes them, instead of leaving them
+    to the garbage collector with aiohttp's "Unclosed client session" complaint."""
+    import dataclasses
+
+    from handlers.runtime import sse
+    from handlers.runtime.app import create_app
+
+    from .conftest import chat_config
+
+    stub_settings = dataclasses.replace(settings, openai_api_key="sk-test", openai_base_url=openai_stub.url + "/v1",
+                                        openai_model="stub-model")
+    app = create_app(stub_settings, database=database)
+    engine = sse.configure_chat(app, chat_config(moderation=False))
+    bot = make_chatbot()
+    with app.test_client() as client:
+        _, events, _ = chat(client, bot, "Hallo")
+        assert text_of(events) == "Hallo aus dem Stub."
+        (pool,) = engine.providers._clients.values()
+        sdk_clients = list(pool.clients)
+        assert sdk_clients and not any(c.is_closed() for c in sdk_clients)
+    assert all(c.is_closed() for c in sdk_clients)
+    assert not engine.providers._clients
