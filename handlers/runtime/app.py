@@ -29,7 +29,7 @@ from handlers.runtime.errors import ApiError, ErrorRenderer
 from handlers.runtime.idempotency import Idempotency
 from handlers.runtime.ratelimit import RateLimiter
 from handlers.runtime.middleware import EdgeMiddleware, base_url_of, request_id_of
-from handlers.runtime.security import AlpineChatAuth, WePeopleAuth, bearer_handler
+from handlers.runtime.security import AlpineChatAuth, VerifiedKeys, WePeopleAuth, bearer_handler
 from handlers.runtime.sse import ChatStreamMiddleware
 from handlers.runtime.specs import ApiSpec, Contracts, Operation, load_contracts, snake_case
 from handlers.runtime.validation import ParsedBodyRequest, body_validator_for, parameter_validator_for
@@ -316,7 +316,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             name=api.name,
             resolver=HandlerResolver(api, runtime),
             validator_map=validator_map,
-            security_map={"bearer": bearer_handler(authenticators[api.name])},
+            security_map={"bearer": bearer_handler(authenticators[api.name],
+                                                   VerifiedKeys(settings.auth_cache_seconds))},
             strict_validation=True,
             validate_responses=False,
             pythonic_params=True,

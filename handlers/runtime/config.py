@@ -34,6 +34,8 @@ class Settings:
     log_level: str = "INFO"
     # Threads of the WSGI pool per process: each open SSE stream holds one.
     wsgi_threads: int = 10
+    # Seconds a verified API key is trusted without a lookup (revocation takes this long).
+    auth_cache_seconds: float = 5.0
     # Chat / LLM
     openai_api_key: str | None = None
     openai_base_url: str | None = None
@@ -64,6 +66,7 @@ class Settings:
             public_base_url=env.get("PUBLIC_BASE_URL") or None,
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             wsgi_threads=int(env.get("WSGI_THREADS", "10")),
+            auth_cache_seconds=float(env.get("AUTH_CACHE_SECONDS", "5")),
             openai_api_key=env.get("OPENAI_API_KEY") or None,
             openai_base_url=env.get("OPENAI_BASE_URL") or None,
             openai_model=env.get("OPENAI_MODEL", "gpt-4o-mini"),

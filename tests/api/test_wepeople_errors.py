@@ -43,14 +43,42 @@ def test_unknown_key_is_invalid_key(client):
     assert_wepeople_error(response, 401, "invalid_key")
 
 
-def test_revoked_key_is_invalid_key(client, make_ingest_key, database):
+def app_with_auth_cache(settings, database, seconds: float):
+    import dataclasses
+
+    from handlers.runtime.app import create_app
+
+    return create_app(dataclasses.replace(settings, auth_cache_seconds=seconds), database=database)
+
+
+def test_revoked_key_is_invalid_key(settings, make_ingest_key, database):
     from models import wepeople
 
     made = make_ingest_key()
-    assert client.get("/api/v1/ingest/ping", headers=made.headers).status_code == 200
-    with database.unit_of_work() as s:
-        wepeople.revoke_ingest_key(s, made.key_id)
-    assert_wepeople_error(client.get("/api/v1/ingest/ping", headers=made.headers), 401, "invalid_key")
+    with app_with_auth_cache(settings, database, 0).test_client() as client:  # every request looks the key up
+        assert client.get("/api/v1/ingest/ping", headers=made.headers).status_code == 200
+        with database.unit_of_work() as s:
+            wepeople.revoke_ingest_key(s, made.key_id)
+        assert_wepeople_error(client.get("/api/v1/ingest/ping", headers=made.headers), 401, "invalid_key")
+
+
+def test_revoked_key_is_refused_once_the_auth_cache_window_has_passed(settings, make_ingest_key, database):
+    import time
+
+    from models import wepeople
+
+    made = make_ingest_key()
+    ttl = 1.5
+    with app_with_auth_cache(settings, database, ttl).test_client() as client:
+        assert client.get("/api/v1/ingest/ping", headers=made.headers).status_code == 200
+        verified_at = time.monotonic()
+        with database.unit_of_work() as s:
+            wepeople.revoke_ingest_key(s, made.key_id)
+        response = client.get("/api/v1/ingest/ping", headers=made.headers)
+        if time.monotonic() - verified_at < ttl:  # (a stalled machine may have let the window pass)
+            assert response.status_code == 200  # verified a moment ago: no lookup
+        time.sleep(max(0.0, verified_at + ttl + 0.1 - time.monotonic()))
+        assert_wepeople_error(client.get("/api/v1/ingest/ping", headers=made.headers), 401, "invalid_key")
 
 
 def test_plan_without_api_access_is_plan_limit(client, make_ingest_key):
