@@ -239,11 +239,11 @@ def _excerpt(content: str, limit: int) -> str:
 class UpstreamClients:
     """SDK clients of one event loop, each with a connection pool of its own, filled in
     order: a request goes to the first client with fewer than `per_client` requests in
-    flight. httpcore's pool does O(connections) bookkeeping on every request and every
-    response close (and probes each idle socket), which with hundreds of open streams in
-    one pool was ~10% of a worker's CPU; small pools keep it flat. At low traffic
-    everything goes through the first client, whose kept-alive connections are reused
-    as with one pool. Together the pools allow `connections` connections."""
+    flight. Small pools keep a pool's per-request bookkeeping flat whatever the transport
+    (httpcore's, the SDK's default, is O(connections): ~10% of a worker's CPU with hundreds
+    of open streams in one pool). At low traffic everything goes through the first client,
+    whose kept-alive connections are reused as with one pool. Together the pools allow
+    `connections` connections."""
 
     def __init__(self, make_client, connections: int, per_client: int = 32):
         self.make_client = make_client
