@@ -1,13 +1,15 @@
-"""Flask under the event loop: a2wsgi's bridge, with response messages handed over
-without a round trip.
+"""Flask under the event loop: a2wsgi's bridge, with the response handed over in one
+piece and without waiting.
 
 a2wsgi's worker thread hands each response message (status and headers, each body
-chunk, the end) to the event loop and blocks until the loop has sent it. A request thus
-holds its pool thread for three turns of a busy loop after the handler has returned:
-with hundreds of chat streams open, the pool's threads spent about two thirds of their
-time waiting there, and new turns queued behind them. Here the thread queues the
-message and moves on; a semaphore still bounds how many messages of one response wait
-unsent (a2wsgi's send queue size), so a large streamed body cannot outrun the socket.
+chunk, the end) to the event loop separately and blocks until the loop has sent it. A
+request thus held its pool thread for three turns of a busy loop after the handler had
+returned: with hundreds of chat streams open, the pool's threads spent about two thirds
+of their time waiting there, and new turns queued behind them. Here the thread holds
+the messages of a response until its body is complete (by its Content-Length; a body
+without one goes chunk by chunk, as streamed), hands them over in one call and moves
+on. A semaphore still bounds how many hand-overs of one response wait unsent (a2wsgi's
+send queue size), so a large streamed body cannot outrun the socket.
 """
 from __future__ import annotations
 
@@ -25,21 +27,36 @@ class QueuedWSGIResponder(WSGIResponder):
         self.queue_size = send_queue_size
         self.room = threading.Semaphore(send_queue_size)
         self.broken = False  # the sender failed: later messages go nowhere
+        self.held: list[dict] = []  # messages of this response not yet handed over
+        self.unsent: int | None = None  # of the declared Content-Length
 
     def send(self, message) -> None:
         if self.broken:
             return
+        held = self.held
+        held.append(message)
+        if message["type"] == "http.response.start":
+            for name, value in message["headers"]:
+                if name == b"content-length" and value.isdigit():
+                    self.unsent = int(value)
+            return  # goes with the body
+        if message.get("more_body") and self.unsent is not None:
+            self.unsent -= len(message.get("body", b""))
+            if len(held) < self.queue_size:
+                return  # the rest of a sized body, or its end, follows
+        self.held = []
         self.room.acquire()
-        self.loop.call_soon_threadsafe(self.send_queue.put_nowait, message)
+        self.loop.call_soon_threadsafe(self.send_queue.put_nowait, held)
 
     async def sender(self, send) -> None:
         try:
             while True:
-                message = await self.send_queue.get()
-                if message is None:
+                messages = await self.send_queue.get()
+                if messages is None:
                     break
                 try:
-                    await send(message)
+                    for message in messages:
+                        await send(message)
                 finally:
                     self.room.release()
         except BaseException:

@@ -69,3 +69,35 @@ def test_a_failing_sender_releases_the_worker_thread():
     # The thread ran the app to its end instead of waiting for room that never comes.
     assert finished.wait(5)
     assert len(progress) == 500
+
+
+def test_a_sized_response_is_handed_over_in_one_piece():
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "7")])
+        return [b'{"a":', b"1}"]
+
+    bridge = QueuedWSGIMiddleware(app, workers=1, send_queue_size=10)
+    handovers: list[int] = []
+    original = bridge.__class__.__call__
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        schedule = loop.call_soon_threadsafe
+
+        def counting(callback, *args):
+            handovers.append(len(args[0]) if args and isinstance(args[0], list) else 0)
+            return schedule(callback, *args)
+
+        loop.call_soon_threadsafe = counting
+        await original(bridge, SCOPE, receive, send)
+
+    asyncio.run(run())
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body", "http.response.body",
+                                         "http.response.body"]
+    assert b"".join(m.get("body", b"") for m in sent) == b'{"a":1}'
+    assert handovers.count(4) == 1  # start, both chunks and the end: one hand-over
