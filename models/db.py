@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
+import select
 import uuid
 from typing import Annotated, Any, Iterator
 
-from sqlalchemy import JSON, DateTime, MetaData, String, Uuid, create_engine, event
+from sqlalchemy import JSON, DateTime, MetaData, String, Uuid, create_engine, event, exc
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
@@ -84,16 +86,44 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor.close()
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
+def _server_spoke(dbapi_connection) -> bool:
+    """Whether an idle connection has something to read: the server's shutdown notice
+    or end of stream (a restart, a terminated backend), rarely a parameter report."""
+    if dbapi_connection.closed:
+        return True
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
+
+
+def _ping_when_in_doubt(engine: Engine) -> None:
+    """pool_pre_ping without its round trip per checkout: a pooled connection is pinged
+    only when its socket shows that the server spoke while it was idle; a dead one is
+    replaced before use (the pool retries the checkout on DisconnectionError)."""
+
+    @event.listens_for(engine, "checkout")
+    def check(dbapi_connection, _record, _proxy):
+        if not _server_spoke(dbapi_connection):
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise exc.DisconnectionError(f"connection lost while pooled: {error}") from error
+
+
+def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocommit: bool = False) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
             url, echo=echo, connect_args={"check_same_thread": False, "timeout": 10}
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(
-        url, echo=echo, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size
+    engine = create_engine(
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
+    _ping_when_in_doubt(engine)
+    return engine
 
 
 class Database:
@@ -103,6 +133,16 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size, echo=echo)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
+        self._pool_size, self._echo = pool_size, echo
+
+    @functools.cached_property
+    def reader(self) -> Engine:
+        """For single reads outside a unit of work (every request's key lookup): on
+        PostgreSQL its own pool of autocommit connections, so a read is one round trip
+        (no BEGIN and ROLLBACK around it). SQLite: the engine itself."""
+        if self.is_sqlite:
+            return self.engine
+        return make_engine(self.url, pool_size=self._pool_size, echo=self._echo, autocommit=True)
 
     @property
     def is_sqlite(self) -> bool:
@@ -123,3 +163,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if "reader" in self.__dict__:
+            self.reader.dispose()
