@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from models.db import Base, CreatedAt, UUIDPk, utcnow
+from models.db import Base, CreatedAt, Prepared, UUIDPk, utcnow
 from models.errors import DomainError
 from models.wepeople import App
 
@@ -294,7 +294,7 @@ def load_app(session: Session, app_id: uuid.UUID) -> App:
 # The hot path's statements are built once: constructing and cache-keying a fresh
 # select() cost more CPU than running it.
 _APPS, _CONNECTIONS, _USAGE = App.__table__.c, IngestConnection.__table__.c, IngestUsage.__table__.c
-_BATCH_CONTEXT = (
+_BATCH_CONTEXT = Prepared(
     select(_APPS.id, _APPS.organization_id, _APPS.slug, _APPS.allowed_event_types,
            _CONNECTIONS.id.label("connection_id"), _USAGE.events.label("used"))
     .select_from(App.__table__)
@@ -318,7 +318,8 @@ class BatchContext:
 def batch_context(session: Session, app_id: uuid.UUID, month: str) -> BatchContext:
     """The key's app, its `custom:<slug>` connection (created on first use) and the
     organization's usage this month, in one query."""
-    row = session.execute(_BATCH_CONTEXT, {"app_id": app_id, "month": month}).first()
+    rows = _BATCH_CONTEXT.rows(session, {"app_id": app_id, "month": month})
+    row = rows[0] if rows else None
     if row is None:  # the key was valid a moment ago; the app is being deleted
         raise DomainError(401, "invalid_key", "The API key's app no longer exists.")
     return BatchContext(row.id, row.organization_id, row.slug, row.allowed_event_types,
@@ -402,7 +403,7 @@ def _worker_lookup(dialect: str):
     else:
         def among(column, name, item_type):
             return column.in_(bindparam(name, expanding=True))
-    return (
+    return Prepared(
         select(c.id, c.identity, c.external_id, c.email, c.display_name)
         .where(c.organization_id == bindparam("organization_id"),
                or_(among(c.id, "ids", Uuid()), among(c.external_id, "externals", String()),
@@ -447,7 +448,7 @@ class WorkerDirectory:
         emails = [r.email for r in refs if r.email is not None and r.external_id is None]
         if ids or externals or emails:
             lookup = _worker_lookup(self.session.get_bind().dialect.name)
-            self._remember(self.session.execute(lookup, {
+            self._remember(lookup.rows(self.session, {
                 "organization_id": self.organization_id, "ids": ids, "externals": externals, "emails": emails}))
         missing: dict[str, dict] = {}
         for ref in refs:
@@ -493,10 +494,10 @@ def quota_exceeded(quota: int, now: dt.datetime) -> DomainError:
 def _usage_upsert(dialect: str):
     table = IngestUsage.__table__
     ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-    return ins.values(organization_id=bindparam("organization_id"), month=bindparam("month"),
-                      events=bindparam("wanted")).on_conflict_do_update(
+    return Prepared(ins.values(organization_id=bindparam("organization_id"), month=bindparam("month"),
+                               events=bindparam("wanted")).on_conflict_do_update(
         index_elements=["organization_id", "month"], set_={"events": table.c.events + ins.excluded.events},
-    ).returning(table.c.events)
+    ).returning(table.c.events))
 
 
 _USAGE_GIVE_BACK = (
@@ -513,7 +514,7 @@ def charge(session: Session, organization_id: uuid.UUID, wanted: int, quota: int
     if wanted <= 0:
         return 0
     params = {"organization_id": organization_id, "month": current_month(now), "wanted": wanted}
-    total = session.execute(_usage_upsert(session.get_bind().dialect.name), params).scalar_one()
+    total = _usage_upsert(session.get_bind().dialect.name).rows(session, params)[0].events
     if quota is None or total <= quota:
         return wanted
     over = min(wanted, total - quota)
