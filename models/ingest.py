@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import io
 import json
+import sys
 import uuid
 from typing import Any, Iterable, Sequence
 
@@ -219,9 +220,14 @@ def metadata_text(metadata: Any, max_bytes: int | None) -> tuple[str | None, str
     return text, None
 
 
-@functools.lru_cache(maxsize=512)
+_OFFSETS: dict[dt.tzinfo, int] = {}  # at most one entry per offset (< 48 hours of minutes)
+
+
 def _offset_minutes(tz: dt.tzinfo) -> int:
-    return int(tz.utcoffset(None).total_seconds() // 60)
+    minutes = _OFFSETS.get(tz)
+    if minutes is None:
+        minutes = _OFFSETS[tz] = int(tz.utcoffset(None).total_seconds() // 60)
+    return minutes
 
 
 def read_timestamp(raw: str) -> tuple[dt.datetime, int]:
@@ -591,13 +597,14 @@ class EventWriter:
         middle = f"\t{_copy_text(source)}\t"
         tail = f"\t{_copy_text(request_id)}\t{received_at.isoformat()}\n"
         append = self.lines.append
-        worker_texts: dict[uuid.UUID, str] = {}  # str(UUID) is slow Python; actors repeat
+        # str(UUID) and hash(UUID) are slow Python; actors repeat, as the same objects.
+        worker_texts: dict[int, str] = {}
 
         def add(worker_id, kind, event_type, category, occurred_at, stamp, offset, duration, metadata_json):
             """`stamp`: the instant as PostgreSQL timestamptz text (see copy_timestamp)."""
-            worker = worker_texts.get(worker_id)
+            worker = worker_texts.get(id(worker_id))
             if worker is None:
-                worker = worker_texts[worker_id] = str(worker_id)
+                worker = worker_texts[id(worker_id)] = str(worker_id)
             # kind, category (enum) and eventType (pattern) never hold COPY's special characters.
             append(f"{head}{worker}{middle}{kind}\t{event_type}\t{category or NULL}\t{stamp}"
                    f"\t{offset}\t{NULL if duration is None else duration}"
@@ -648,6 +655,8 @@ def ingest_events(
     failed = {r.index for r in rejected}
     allowed = None if app.allowed_event_types is None else set(app.allowed_event_types)
     max_meta = rules.metadata_max_bytes
+    meta_fits = sys.maxsize if max_meta is None else max_meta // 2  # see serialize()
+    orjson_dumps = orjson.dumps
     now_text = now.isoformat()
     now_echoed = now_text.replace("+00:00", "Z")
     # The same actor usually appears many times in a batch: read each one once.
@@ -661,10 +670,20 @@ def ingest_events(
             rejected.append(Rejection(index, "forbidden_event_type",
                                       f"eventType {event_type!r} is not in this app's allowedEventTypes."))
             continue
-        metadata_json, refusal = metadata_text(event.get("metadata"), max_meta)
-        if refusal is not None:
-            rejected.append(Rejection(index, "invalid_body", refusal))
-            continue
+        metadata = event.get("metadata")
+        try:  # metadata_text's common case, inline
+            out = orjson_dumps(metadata) if metadata is not None else None
+        except TypeError:
+            out = b"null"
+        if out is None:
+            metadata_json = None
+        elif len(out) <= meta_fits and b"null" not in out and b"\\u0000" not in out:
+            metadata_json = out.decode()
+        else:
+            metadata_json, refusal = metadata_text(metadata, max_meta)
+            if refusal is not None:
+                rejected.append(Rejection(index, "invalid_body", refusal))
+                continue
         raw_timestamp = event.get("timestamp")
         if raw_timestamp is None:
             occurred_at, offset, echoed, stamp = now, 0, now_echoed, now_text
@@ -698,7 +717,9 @@ def ingest_events(
     if candidates:
         directory = WorkerDirectory(session, organization_id, connection_id)
         directory.resolve_all(actor_refs.values())  # refs without repeats, in first-seen order
-        found = [directory.find(candidate[1]) for candidate in candidates]
+        # Each distinct actor looked up once (refs repeat; hashing one is Python code).
+        by_ref = {id(ref): directory.find(ref) for ref in actor_refs.values()}
+        found = [by_ref[id(candidate[1])] for candidate in candidates]
         resolved = len(found) - found.count(None)
         # Without a quota the usage row is charged after the rows are written, so its lock
         # (which serializes an organization's batches) is held only until the commit.
