@@ -103,7 +103,9 @@ def _server_spoke(dbapi_connection) -> bool:
 def _ping_when_in_doubt(engine: Engine) -> None:
     """pool_pre_ping without its round trip per checkout: a pooled connection is pinged
     only when its socket shows that the server spoke while it was idle; a dead one is
-    replaced before use (the pool retries the checkout on DisconnectionError)."""
+    replaced before use (the pool retries the checkout on DisconnectionError). A peer
+    gone without a word (a network cut) shows up only in the next query, as before
+    on a connection in use."""
 
     @event.listens_for(engine, "checkout")
     def check(dbapi_connection, _record, _proxy):
@@ -176,7 +178,8 @@ class Prepared:
     connection (PREPARE, then EXECUTE by name; planning its joins cost more than running
     them). Its values go to the driver as they are and rows come back as the driver
     reads them, without SQLAlchemy's type processing: for statements whose parameters
-    and columns need none. Other databases run the statement as usual."""
+    and columns need none. Other databases run the statement as usual. Needs session-level
+    pooling (a transaction-pooling PgBouncer would lose the prepared statements)."""
 
     _numbers = itertools.count(1)
 
