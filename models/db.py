@@ -139,16 +139,11 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size, echo=echo)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
-        self._pool_size, self._echo = pool_size, echo
-
-    @functools.cached_property
-    def reader(self) -> Engine:
-        """For single reads outside a unit of work (every request's key lookup): on
-        PostgreSQL its own pool of autocommit connections, so a read is one round trip
-        (no BEGIN and ROLLBACK around it). SQLite: the engine itself."""
-        if self.is_sqlite:
-            return self.engine
-        return make_engine(self.url, pool_size=self._pool_size, echo=self._echo, autocommit=True)
+        # For single reads outside a unit of work (every request's key lookup): on
+        # PostgreSQL its own pool of autocommit connections, so a read is one round trip
+        # (no BEGIN and ROLLBACK around it). SQLite: the engine itself.
+        self.reader = self.engine if self.is_sqlite else make_engine(
+            url, pool_size=pool_size, echo=echo, autocommit=True)
 
     @property
     def is_sqlite(self) -> bool:
@@ -169,8 +164,7 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        if "reader" in self.__dict__:
-            self.reader.dispose()
+        self.reader.dispose()
 
 
 class Prepared:
