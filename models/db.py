@@ -5,14 +5,20 @@ default, PostgreSQL in production), so any number of workers and hosts can share
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
+import functools
+import itertools
+import re
+import select
 import uuid
 from typing import Annotated, Any, Iterator
 
-from sqlalchemy import JSON, DateTime, MetaData, String, Uuid, create_engine, event
+from sqlalchemy import JSON, DateTime, MetaData, String, Uuid, create_engine, event, exc
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Engine
+from sqlalchemy.dialects.postgresql import psycopg2 as pg_psycopg2
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -84,16 +90,46 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor.close()
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
+def _server_spoke(dbapi_connection) -> bool:
+    """Whether an idle connection has something to read: the server's shutdown notice
+    or end of stream (a restart, a terminated backend), rarely a parameter report."""
+    if dbapi_connection.closed:
+        return True
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
+
+
+def _ping_when_in_doubt(engine: Engine) -> None:
+    """pool_pre_ping without its round trip per checkout: a pooled connection is pinged
+    only when its socket shows that the server spoke while it was idle; a dead one is
+    replaced before use (the pool retries the checkout on DisconnectionError). A peer
+    gone without a word (a network cut) shows up only in the next query, as before
+    on a connection in use."""
+
+    @event.listens_for(engine, "checkout")
+    def check(dbapi_connection, _record, _proxy):
+        if not _server_spoke(dbapi_connection):
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise exc.DisconnectionError(f"connection lost while pooled: {error}") from error
+
+
+def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocommit: bool = False) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
             url, echo=echo, connect_args={"check_same_thread": False, "timeout": 10}
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(
-        url, echo=echo, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size
+    engine = create_engine(
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
+    _ping_when_in_doubt(engine)
+    return engine
 
 
 class Database:
@@ -103,6 +139,11 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size, echo=echo)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
+        # For single reads outside a unit of work (every request's key lookup): on
+        # PostgreSQL its own pool of autocommit connections, so a read is one round trip
+        # (no BEGIN and ROLLBACK around it). SQLite: the engine itself.
+        self.reader = self.engine if self.is_sqlite else make_engine(
+            url, pool_size=pool_size, echo=echo, autocommit=True)
 
     @property
     def is_sqlite(self) -> bool:
@@ -123,3 +164,56 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self.reader.dispose()
+
+
+class Prepared:
+    """A statement every request runs, which PostgreSQL parses and plans once per
+    connection (PREPARE, then EXECUTE by name; planning its joins cost more than running
+    them). Its values go to the driver as they are and rows come back as the driver
+    reads them, without SQLAlchemy's type processing: for statements whose parameters
+    and columns need none. Other databases run the statement as usual. Needs session-level
+    pooling (a transaction-pooling PgBouncer would lose the prepared statements)."""
+
+    _numbers = itertools.count(1)
+
+    def __init__(self, statement):
+        self.statement = statement
+        self.name = f"hot_{next(self._numbers)}"
+        columns = (statement.selected_columns.keys() if statement.is_select
+                   else [c["name"] for c in statement.returning_column_descriptions])
+        self.row = collections.namedtuple("Row", columns)
+
+    @functools.cached_property
+    def _sql(self) -> tuple[str, str, list[str]]:
+        """(PREPARE, EXECUTE with psycopg2 placeholders, the parameters in order)."""
+        names: list[str] = []
+
+        def positional(match: re.Match) -> str:
+            if match[1] not in names:
+                names.append(match[1])
+            return f"${names.index(match[1]) + 1}"
+
+        text = str(self.statement.compile(dialect=pg_psycopg2.dialect()))
+        prepare = f"PREPARE {self.name} AS " + re.sub(r"%\((\w+)\)s", positional, text).replace("%%", "%")
+        return prepare, f"EXECUTE {self.name}" + (f"({', '.join(['%s'] * len(names))})" if names else ""), names
+
+    def rows(self, connection: Session | Connection, params: dict) -> list:
+        """All rows, in the transaction of `connection` (a Session or a Connection)."""
+        if isinstance(connection, Session):
+            if connection.autoflush:  # as Session.execute would
+                connection.flush()
+            connection = connection.connection()
+        if connection.dialect.name != "postgresql":
+            return connection.execute(self.statement, params).all()
+        prepare, execute, names = self._sql
+        prepared = connection.info.setdefault("prepared", set())  # per DBAPI connection
+        cursor = connection.connection.dbapi_connection.cursor()
+        try:
+            if self.name not in prepared:
+                cursor.execute(prepare)
+                prepared.add(self.name)
+            cursor.execute(execute, [params[name] for name in names])
+            return list(map(self.row._make, cursor.fetchall()))
+        finally:
+            cursor.close()

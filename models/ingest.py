@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import io
 import json
+import sys
 import uuid
 from typing import Any, Iterable, Sequence
 
@@ -36,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from models.db import Base, CreatedAt, UUIDPk, utcnow
+from models.db import Base, CreatedAt, Prepared, UUIDPk, utcnow
 from models.errors import DomainError
 from models.wepeople import App
 
@@ -203,6 +204,14 @@ def metadata_text(metadata: Any, max_bytes: int | None) -> tuple[str | None, str
     """(the metadata as JSON text, None) or (None, why it is refused)."""
     if metadata is None:
         return None, None
+    try:
+        out = orjson.dumps(metadata)
+    except TypeError:
+        out = None
+    # The common case in one step: orjson's text (which escapes NUL) surely fits, has no null.
+    if (out is not None and (max_bytes is None or len(out) <= max_bytes // 2)
+            and b"null" not in out and b"\\u0000" not in out):
+        return out.decode(), None
     text, size = serialize(metadata, max_bytes)
     if max_bytes is not None and size > max_bytes:
         return None, f"metadata is {size} bytes serialized; at most {max_bytes} are allowed."
@@ -211,9 +220,14 @@ def metadata_text(metadata: Any, max_bytes: int | None) -> tuple[str | None, str
     return text, None
 
 
-@functools.lru_cache(maxsize=512)
+_OFFSETS: dict[dt.tzinfo, int] = {}  # at most one entry per offset (< 48 hours of minutes)
+
+
 def _offset_minutes(tz: dt.tzinfo) -> int:
-    return int(tz.utcoffset(None).total_seconds() // 60)
+    minutes = _OFFSETS.get(tz)
+    if minutes is None:
+        minutes = _OFFSETS[tz] = int(tz.utcoffset(None).total_seconds() // 60)
+    return minutes
 
 
 def read_timestamp(raw: str) -> tuple[dt.datetime, int]:
@@ -233,15 +247,25 @@ def parse_timestamp(raw: str | None, now: dt.datetime) -> tuple[dt.datetime, int
     return instant, minutes, raw
 
 
-def copy_timestamp(raw: str, instant: dt.datetime, offset_minutes: int) -> str:
-    """timestamptz input for a timestamp read_timestamp() accepted. A UTC timestamp's
-    own RFC 3339 text (format-checked before) reads the same in PostgreSQL, upper-cased,
-    with at most 6 fraction digits (more are rounded there, cut here): it is passed on
-    as is, sparing a formatting. Other offsets go as UTC: PostgreSQL refuses offsets
-    beyond 15:59 that RFC 3339 allows."""
-    if offset_minutes == 0 and len(raw) - (20 if raw[-1] in "Zz" else 25) <= 7 and "," not in raw:
-        return raw.upper()
-    return instant.isoformat()
+# PostgreSQL's limit on an input offset (RFC 3339 allows up to 23:59).
+_PG_MAX_OFFSET_MINUTES = 15 * 60 + 59
+
+
+def copy_timestamp(raw: str) -> tuple[str, int]:
+    """(timestamptz input for COPY, the client's offset in minutes) for a format-checked
+    RFC 3339 timestamp; raises like read_timestamp(). The text itself is passed on,
+    upper-cased, when PostgreSQL reads it as Python does: an offset within its ±15:59,
+    at most 6 fraction digits (more are rounded there, cut here), a year whose instant
+    stays within 1-9999 in UTC. Otherwise the UTC instant is formatted (~10x the CPU)."""
+    upper = raw.upper()
+    value = dt.datetime.fromisoformat(upper)
+    if value.tzinfo is None:
+        raise ValueError("timestamp needs a timezone offset")
+    minutes = _offset_minutes(value.tzinfo)
+    if (1 < value.year < 9999 and -_PG_MAX_OFFSET_MINUTES <= minutes <= _PG_MAX_OFFSET_MINUTES
+            and len(upper) - (20 if upper[-1] == "Z" else 25) <= 7 and "," not in upper):
+        return upper, minutes
+    return value.astimezone(dt.timezone.utc).isoformat(), minutes
 
 
 def current_month(now: dt.datetime) -> str:
@@ -276,7 +300,7 @@ def load_app(session: Session, app_id: uuid.UUID) -> App:
 # The hot path's statements are built once: constructing and cache-keying a fresh
 # select() cost more CPU than running it.
 _APPS, _CONNECTIONS, _USAGE = App.__table__.c, IngestConnection.__table__.c, IngestUsage.__table__.c
-_BATCH_CONTEXT = (
+_BATCH_CONTEXT = Prepared(
     select(_APPS.id, _APPS.organization_id, _APPS.slug, _APPS.allowed_event_types,
            _CONNECTIONS.id.label("connection_id"), _USAGE.events.label("used"))
     .select_from(App.__table__)
@@ -300,7 +324,8 @@ class BatchContext:
 def batch_context(session: Session, app_id: uuid.UUID, month: str) -> BatchContext:
     """The key's app, its `custom:<slug>` connection (created on first use) and the
     organization's usage this month, in one query."""
-    row = session.execute(_BATCH_CONTEXT, {"app_id": app_id, "month": month}).first()
+    rows = _BATCH_CONTEXT.rows(session, {"app_id": app_id, "month": month})
+    row = rows[0] if rows else None
     if row is None:  # the key was valid a moment ago; the app is being deleted
         raise DomainError(401, "invalid_key", "The API key's app no longer exists.")
     return BatchContext(row.id, row.organization_id, row.slug, row.allowed_event_types,
@@ -384,7 +409,7 @@ def _worker_lookup(dialect: str):
     else:
         def among(column, name, item_type):
             return column.in_(bindparam(name, expanding=True))
-    return (
+    return Prepared(
         select(c.id, c.identity, c.external_id, c.email, c.display_name)
         .where(c.organization_id == bindparam("organization_id"),
                or_(among(c.id, "ids", Uuid()), among(c.external_id, "externals", String()),
@@ -429,7 +454,7 @@ class WorkerDirectory:
         emails = [r.email for r in refs if r.email is not None and r.external_id is None]
         if ids or externals or emails:
             lookup = _worker_lookup(self.session.get_bind().dialect.name)
-            self._remember(self.session.execute(lookup, {
+            self._remember(lookup.rows(self.session, {
                 "organization_id": self.organization_id, "ids": ids, "externals": externals, "emails": emails}))
         missing: dict[str, dict] = {}
         for ref in refs:
@@ -475,10 +500,10 @@ def quota_exceeded(quota: int, now: dt.datetime) -> DomainError:
 def _usage_upsert(dialect: str):
     table = IngestUsage.__table__
     ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-    return ins.values(organization_id=bindparam("organization_id"), month=bindparam("month"),
-                      events=bindparam("wanted")).on_conflict_do_update(
+    return Prepared(ins.values(organization_id=bindparam("organization_id"), month=bindparam("month"),
+                               events=bindparam("wanted")).on_conflict_do_update(
         index_elements=["organization_id", "month"], set_={"events": table.c.events + ins.excluded.events},
-    ).returning(table.c.events)
+    ).returning(table.c.events))
 
 
 _USAGE_GIVE_BACK = (
@@ -495,7 +520,7 @@ def charge(session: Session, organization_id: uuid.UUID, wanted: int, quota: int
     if wanted <= 0:
         return 0
     params = {"organization_id": organization_id, "month": current_month(now), "wanted": wanted}
-    total = session.execute(_usage_upsert(session.get_bind().dialect.name), params).scalar_one()
+    total = _usage_upsert(session.get_bind().dialect.name).rows(session, params)[0].events
     if quota is None or total <= quota:
         return wanted
     over = min(wanted, total - quota)
@@ -572,13 +597,14 @@ class EventWriter:
         middle = f"\t{_copy_text(source)}\t"
         tail = f"\t{_copy_text(request_id)}\t{received_at.isoformat()}\n"
         append = self.lines.append
-        worker_texts: dict[uuid.UUID, str] = {}  # str(UUID) is slow Python; actors repeat
+        # str(UUID) and hash(UUID) are slow Python; actors repeat, as the same objects.
+        worker_texts: dict[int, str] = {}
 
         def add(worker_id, kind, event_type, category, occurred_at, stamp, offset, duration, metadata_json):
             """`stamp`: the instant as PostgreSQL timestamptz text (see copy_timestamp)."""
-            worker = worker_texts.get(worker_id)
+            worker = worker_texts.get(id(worker_id))
             if worker is None:
-                worker = worker_texts[worker_id] = str(worker_id)
+                worker = worker_texts[id(worker_id)] = str(worker_id)
             # kind, category (enum) and eventType (pattern) never hold COPY's special characters.
             append(f"{head}{worker}{middle}{kind}\t{event_type}\t{category or NULL}\t{stamp}"
                    f"\t{offset}\t{NULL if duration is None else duration}"
@@ -625,9 +651,12 @@ def ingest_events(
     if quota is not None and app.used_this_month >= quota:
         raise quota_exceeded(quota, now)
 
+    postgres = session.get_bind().dialect.name == "postgresql"
     failed = {r.index for r in rejected}
     allowed = None if app.allowed_event_types is None else set(app.allowed_event_types)
     max_meta = rules.metadata_max_bytes
+    meta_fits = sys.maxsize if max_meta is None else max_meta // 2  # see serialize()
+    orjson_dumps = orjson.dumps
     now_text = now.isoformat()
     now_echoed = now_text.replace("+00:00", "Z")
     # The same actor usually appears many times in a batch: read each one once.
@@ -641,20 +670,34 @@ def ingest_events(
             rejected.append(Rejection(index, "forbidden_event_type",
                                       f"eventType {event_type!r} is not in this app's allowedEventTypes."))
             continue
-        metadata_json, refusal = metadata_text(event.get("metadata"), max_meta)
-        if refusal is not None:
-            rejected.append(Rejection(index, "invalid_body", refusal))
-            continue
+        metadata = event.get("metadata")
+        try:  # metadata_text's common case, inline
+            out = orjson_dumps(metadata) if metadata is not None else None
+        except TypeError:
+            out = b"null"
+        if out is None:
+            metadata_json = None
+        elif len(out) <= meta_fits and b"null" not in out and b"\\u0000" not in out:
+            metadata_json = out.decode()
+        else:
+            metadata_json, refusal = metadata_text(metadata, max_meta)
+            if refusal is not None:
+                rejected.append(Rejection(index, "invalid_body", refusal))
+                continue
         raw_timestamp = event.get("timestamp")
         if raw_timestamp is None:
             occurred_at, offset, echoed, stamp = now, 0, now_echoed, now_text
         else:
             try:
-                occurred_at, offset = read_timestamp(raw_timestamp)
+                # COPY needs only the text (the instant would cost more than all else here).
+                if postgres:
+                    occurred_at, (stamp, offset) = None, copy_timestamp(raw_timestamp)
+                else:
+                    (occurred_at, offset), stamp = read_timestamp(raw_timestamp), None
             except (ValueError, OverflowError) as exc:
                 rejected.append(Rejection(index, "invalid_body", f"timestamp {raw_timestamp!r} is not usable: {exc}."))
                 continue
-            echoed, stamp = raw_timestamp, copy_timestamp(raw_timestamp, occurred_at, offset)
+            echoed = raw_timestamp
         actor = event["actor"]
         actor_key = (actor.get("workerId"), actor.get("externalId"), actor.get("email"), actor.get("displayName"))
         ref = actor_refs.get(actor_key)
@@ -674,7 +717,9 @@ def ingest_events(
     if candidates:
         directory = WorkerDirectory(session, organization_id, connection_id)
         directory.resolve_all(actor_refs.values())  # refs without repeats, in first-seen order
-        found = [directory.find(candidate[1]) for candidate in candidates]
+        # Each distinct actor looked up once (refs repeat; hashing one is Python code).
+        by_ref = {id(ref): directory.find(ref) for ref in actor_refs.values()}
+        found = [by_ref[id(candidate[1])] for candidate in candidates]
         resolved = len(found) - found.count(None)
         # Without a quota the usage row is charged after the rows are written, so its lock
         # (which serializes an organization's batches) is held only until the commit.

@@ -10,6 +10,8 @@ import hashlib
 import hmac
 import secrets
 
+from models.db import Prepared
+
 
 WEPEOPLE_KEY_PREFIX = "wp_live_"
 ALPINECHAT_KEY_PREFIX = "ac_live_"
@@ -55,12 +57,15 @@ def masked(prefix: str, last4: str) -> str:
 
 
 def find_active_key_row(session, lookup, raw_key: str, prefix: str):
-    """The row `lookup` (a statement selecting at least `key_hash` and `revoked_at`, with
-    a `key_hash` bind parameter) finds for an unrevoked key matching `raw_key`, or None.
-    Rows, not ORM entities: every request authenticates. `session`: a Session or Connection."""
+    """The row `lookup` (a statement, or a models.db.Prepared one, selecting at least
+    `key_hash` and `revoked_at`, with a `key_hash` bind parameter) finds for an unrevoked
+    key matching `raw_key`, or None. Rows, not ORM entities: every request authenticates.
+    `session`: a Session or Connection."""
     if not raw_key or not raw_key.startswith(prefix):
         return None
-    row = session.execute(lookup, {"key_hash": hash_key(raw_key)}).first()
+    params = {"key_hash": hash_key(raw_key)}
+    row = next(iter(lookup.rows(session, params) if isinstance(lookup, Prepared) else
+                    session.execute(lookup, params)), None)
     if row is None or not keys_match(raw_key, row.key_hash) or row.revoked_at is not None:
         return None
     return row

@@ -11,7 +11,7 @@ from typing import Iterable
 from sqlalchemy import Connection, ForeignKey, String, UniqueConstraint, bindparam, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, validates
 
-from models.db import Base, CreatedAt, Slug, Str200, UUIDPk, utcnow
+from models.db import Base, CreatedAt, Prepared, Slug, Str200, UUIDPk, utcnow
 from models.keys import WEPEOPLE_KEY_PREFIX, find_active_key_row, issue_key
 
 # The keys of x-limits.plans in specs/wepeople-ingest.yaml.
@@ -152,7 +152,7 @@ def create_ingest_key(
 
 # Everything a request's principal needs, in one prebuilt statement (every request
 # authenticates; building and loading ORM entities cost more than the query).
-_INGEST_PRINCIPAL = (
+_INGEST_PRINCIPAL = Prepared(
     select(IngestApiKey.id, IngestApiKey.key_hash, IngestApiKey.revoked_at,
            Organization.id.label("organization_id"), Organization.plan, Organization.api_enabled,
            App.id.label("app_id"), App.slug.label("app_slug"), App.name.label("app_name"))

@@ -64,9 +64,10 @@ class Runtime:
 
             def wepeople_policy(principal, client_ip, params):
                 # The headers speak of the key's budget: the organization's window is read
-                # back only when it refuses (check), a round trip fewer per request.
-                per_key = self.limiter.hit(budgets["perKey"], "wp-key", principal["key_id"])
-                per_org = self.limiter.check(budgets["perOrganization"], "wp-org", principal["organization_id"])
+                # back only when it refuses (check); on Redis one round trip for both.
+                per_key, per_org = self.limiter.hit_and_check(
+                    (budgets["perKey"], "wp-key", principal["key_id"]),
+                    (budgets["perOrganization"], "wp-org", principal["organization_id"]))
                 if per_key.allowed and not per_org.allowed:
                     return dataclasses.replace(per_org, limit=per_key.limit, remaining=0)
                 return per_key

@@ -122,10 +122,15 @@ def test_timestamps_default_to_now_and_keep_their_offsets(client, make_ingest_ke
                                               # RFC 3339 allows offsets PostgreSQL's input refuses
                                               event(4, timestamp="2026-04-20T05:50:00+17:20"),
                                               # before year 1 in UTC
-                                              event(5, timestamp="0001-01-01T00:30:00+01:00")]})
+                                              event(5, timestamp="0001-01-01T00:30:00+01:00"),
+                                              # the widest offset PostgreSQL reads itself
+                                              event(6, timestamp="2026-04-20T04:29:00+15:59"),
+                                              # after year 9999 in UTC
+                                              event(7, timestamp="9999-12-31T23:30:00-01:00")]})
     after = dt.datetime.now(dt.timezone.utc)
     assert response.status_code == 207, response.text
-    assert [(r["index"], r["code"]) for r in response.json()["results"]["rejected"]] == [(5, "invalid_body")]
+    assert [(r["index"], r["code"]) for r in response.json()["results"]["rejected"]] == [(5, "invalid_body"),
+                                                                                          (7, "invalid_body")]
     accepted = response.json()["results"]["accepted"]
     defaulted = dt.datetime.fromisoformat(accepted[0]["timestamp"])
     assert before - dt.timedelta(seconds=1) <= defaulted <= after
@@ -139,6 +144,8 @@ def test_timestamps_default_to_now_and_keep_their_offsets(client, make_ingest_ke
     assert rows[3].occurred_at == dt.datetime(2026, 4, 19, 12, 30, 0, 123456, tzinfo=dt.timezone.utc)
     assert rows[4].occurred_at == dt.datetime(2026, 4, 19, 12, 30, tzinfo=dt.timezone.utc)
     assert rows[4].utc_offset_minutes == 17 * 60 + 20
+    assert rows[5].occurred_at == dt.datetime(2026, 4, 19, 12, 30, tzinfo=dt.timezone.utc)
+    assert rows[5].utc_offset_minutes == 15 * 60 + 59
     with database.unit_of_work() as s:
         shown = {r["id"]: r["occurred_at"] for r in ingest.timeline(s, made.org_id)}
     assert shown[rows[1].id] == "2026-04-19T14:30:00+02:00"
