@@ -43,7 +43,7 @@ class VerifiedKeys:
         entry = self._entries.get((_digest(token), scopes))
         if entry is None or entry[0] <= time.monotonic():
             return None
-        return dict(entry[1])  # handlers get their own copy
+        return dict(entry[1])  # a copy: a request may add to its principal
 
     def put(self, token: str, scopes: tuple[str, ...], principal: dict) -> None:
         if self.ttl <= 0:

@@ -110,7 +110,6 @@ class ChatStreamMiddleware:
             turn: Turn = scope["state"].pop(STATE_KEY)
             await stream_turn(turn, receive, send)
 
-
     def _closing_upstream_on_shutdown(self, receive: Receive) -> Receive:
         # The SDK clients' connection pools belong to this loop: closed before it ends.
         async def receive_closing() -> Message:
