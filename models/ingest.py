@@ -12,7 +12,6 @@ import datetime as dt
 import functools
 import io
 import json
-import sys
 import uuid
 from typing import Any, Iterable, Sequence
 
@@ -233,10 +232,15 @@ def _offset_minutes(tz: dt.tzinfo) -> int:
 def read_timestamp(raw: str) -> tuple[dt.datetime, int]:
     """(UTC instant, the client's offset in minutes). Raises ValueError or OverflowError
     (an instant outside years 1-9999 in UTC)."""
-    value = dt.datetime.fromisoformat(raw.upper())
+    value = _aware(raw.upper())
+    return value.astimezone(dt.timezone.utc), _offset_minutes(value.tzinfo)
+
+
+def _aware(upper: str) -> dt.datetime:
+    value = dt.datetime.fromisoformat(upper)
     if value.tzinfo is None:
         raise ValueError("timestamp needs a timezone offset")
-    return value.astimezone(dt.timezone.utc), _offset_minutes(value.tzinfo)
+    return value
 
 
 def parse_timestamp(raw: str | None, now: dt.datetime) -> tuple[dt.datetime, int, str]:
@@ -258,9 +262,7 @@ def copy_timestamp(raw: str) -> tuple[str, int]:
     at most 6 fraction digits (more are rounded there, cut here), a year whose instant
     stays within 1-9999 in UTC. Otherwise the UTC instant is formatted (~10x the CPU)."""
     upper = raw.upper()
-    value = dt.datetime.fromisoformat(upper)
-    if value.tzinfo is None:
-        raise ValueError("timestamp needs a timezone offset")
+    value = _aware(upper)
     minutes = _offset_minutes(value.tzinfo)
     if (1 < value.year < 9999 and -_PG_MAX_OFFSET_MINUTES <= minutes <= _PG_MAX_OFFSET_MINUTES
             and len(upper) - (20 if upper[-1] == "Z" else 25) <= 7 and "," not in upper):
@@ -655,8 +657,6 @@ def ingest_events(
     failed = {r.index for r in rejected}
     allowed = None if app.allowed_event_types is None else set(app.allowed_event_types)
     max_meta = rules.metadata_max_bytes
-    meta_fits = sys.maxsize if max_meta is None else max_meta // 2  # see serialize()
-    orjson_dumps = orjson.dumps
     now_text = now.isoformat()
     now_echoed = now_text.replace("+00:00", "Z")
     # The same actor usually appears many times in a batch: read each one once.
@@ -670,20 +670,10 @@ def ingest_events(
             rejected.append(Rejection(index, "forbidden_event_type",
                                       f"eventType {event_type!r} is not in this app's allowedEventTypes."))
             continue
-        metadata = event.get("metadata")
-        try:  # metadata_text's common case, inline
-            out = orjson_dumps(metadata) if metadata is not None else None
-        except TypeError:
-            out = b"null"
-        if out is None:
-            metadata_json = None
-        elif len(out) <= meta_fits and b"null" not in out and b"\\u0000" not in out:
-            metadata_json = out.decode()
-        else:
-            metadata_json, refusal = metadata_text(metadata, max_meta)
-            if refusal is not None:
-                rejected.append(Rejection(index, "invalid_body", refusal))
-                continue
+        metadata_json, refusal = metadata_text(event.get("metadata"), max_meta)
+        if refusal is not None:
+            rejected.append(Rejection(index, "invalid_body", refusal))
+            continue
         raw_timestamp = event.get("timestamp")
         if raw_timestamp is None:
             occurred_at, offset, echoed, stamp = now, 0, now_echoed, now_text

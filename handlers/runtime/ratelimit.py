@@ -84,8 +84,7 @@ class RateLimiter:
     def _decision(self, item, identifiers, allowed: bool, window: tuple) -> Decision:
         """As _window(), from a window already read (RedisStorage.get_sliding_window's tuple)."""
         stats = SlidingWindowCounterRateLimiter(_ReadWindow(window)).get_window_stats(item, *identifiers)
-        retry_after = 0 if allowed else max(1, math.ceil(stats.reset_time - time.time()))
-        return Decision(allowed, item.amount, max(0, stats.remaining), retry_after)
+        return _from_stats(item, stats, allowed)
 
     def _consume(self, limit: str, *identifiers: str, cost: int = 1) -> bool:
         """Counts one request; only whether it was allowed (one storage round trip)."""
@@ -94,9 +93,12 @@ class RateLimiter:
     def _window(self, limit: str, *identifiers: str, allowed: bool) -> Decision:
         """The window's state after a request that was `allowed` or not."""
         item = parse_limit(limit)
-        stats = self.strategy.get_window_stats(item, *identifiers)
-        retry_after = 0 if allowed else max(1, math.ceil(stats.reset_time - time.time()))
-        return Decision(allowed, item.amount, max(0, stats.remaining), retry_after)
+        return _from_stats(item, self.strategy.get_window_stats(item, *identifiers), allowed)
+
+
+def _from_stats(item: limits.RateLimitItem, stats, allowed: bool) -> Decision:
+    retry_after = 0 if allowed else max(1, math.ceil(stats.reset_time - time.time()))
+    return Decision(allowed, item.amount, max(0, stats.remaining), retry_after)
 
 
 def _window_keys(storage: RedisStorage, item: limits.RateLimitItem, identifiers) -> list[str]:
