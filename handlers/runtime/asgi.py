@@ -2,8 +2,10 @@
 import gc
 
 from handlers.runtime.app import create_app
+from handlers.runtime.config import raise_open_file_limit
 from handlers.runtime.sse import engine_for
 
+raise_open_file_limit()
 app = create_app()
 # The chat engine and its provider SDK are loaded now, not by the first turn of each worker.
 engine_for(app.app.extensions["runtime"]).providers.preload()

@@ -85,3 +85,21 @@ class Settings:
         )
         values.update(overrides)
         return cls(**values)
+
+
+def raise_open_file_limit(ceiling: int = 1 << 20) -> int:
+    """Raises this process's soft limit on open files to its hard limit (at most `ceiling`)
+    and returns it. Each open chat stream holds two sockets (the visitor's and the
+    upstream's), and a soft limit of 1,024, common by default, would refuse connections
+    beyond ~500 streams per worker."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = ceiling if hard == resource.RLIM_INFINITY else min(hard, ceiling)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):  # e.g. above the kernel's nr_open: keep what we have
+            pass
+    return soft

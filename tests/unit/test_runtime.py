@@ -90,3 +90,22 @@ def test_hit_and_check_decides_as_hit_then_check(redis_url):
 def test_wsgi_pool_is_sized_from_settings():
     app = create_app(Settings.from_env({"WSGI_THREADS": "32"}, database_url="sqlite://"))
     assert app._middleware_app.asgi_app.executor._max_workers == 32
+
+
+def test_open_file_limit_is_raised_to_the_hard_limit():
+    import resource
+    import subprocess
+    import sys
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 256:
+        pytest.skip("the hard limit leaves nothing to raise")
+    expected = 1 << 20 if hard == resource.RLIM_INFINITY else min(hard, 1 << 20)
+    # In a child whose soft limit starts low, as on hosts where it is 1,024 by default.
+    script = ("import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit("
+              "resource.RLIMIT_NOFILE)[1])); from handlers.runtime.config import raise_open_file_limit; "
+              "returned = raise_open_file_limit(); print(returned, resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    returned, now = map(int, out.stdout.split())
+    assert now == returned == expected
