@@ -155,7 +155,12 @@ class HandlerResolver(Resolver):
         wanted = set(inspect.signature(handler).parameters)
         runtime = self.runtime
         cache_control = operation.source.get("x-cache-control")
-        limit_policy = runtime.limit_policy(operation)
+        # Refused only where the contract says so: an operation whose responses list no 429
+        # is not limited (WePeople's ping), unless its handler expresses a refusal its own
+        # way (the chat stream's error event).
+        documented = {str(code).upper() for code in operation.source.get("responses", {})}
+        limited = bool(documented & {"429", "4XX", "DEFAULT"}) or "rate_limit" in wanted
+        limit_policy = runtime.limit_policy(operation) if limited else None
         idempotency = Idempotency.for_operation(runtime.database, operation)
 
         @functools.wraps(handler)

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from handlers.runtime.config import ROOT
+from tests.api.wepeople.helpers import EVENTS, event
 
 SPEC = yaml.safe_load((ROOT / "specs/wepeople-ingest.yaml").read_text())
 CODES = SPEC["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
@@ -200,15 +201,29 @@ def test_rate_limit_from_the_spec(client, app, make_ingest_key, monkeypatch):
     budgets = app.app.extensions["runtime"].contracts.wepeople.source["x-limits"]["rateLimits"]
     monkeypatch.setitem(budgets, "perKey", "2/minute")
     made = make_ingest_key()
-    first = client.get("/api/v1/ingest/ping", headers=made.headers)
+    batch = {"events": [event(0)]}
+    first = client.post(EVENTS, json=batch, headers=made.headers)
+    assert first.status_code == 202, first.text
     assert first.headers["X-RateLimit-Limit"] == "2" and first.headers["X-RateLimit-Remaining"] == "1"
-    client.get("/api/v1/ingest/ping", headers=made.headers)
-    limited = client.get("/api/v1/ingest/ping", headers=made.headers)
+    client.post(EVENTS, json=batch, headers=made.headers)
+    limited = client.post(EVENTS, json=batch, headers=made.headers)
     assert_wepeople_error(limited, 429, "rate_limited")
     assert int(limited.headers["Retry-After"]) > 0
     assert limited.headers["X-RateLimit-Limit"] == "2" and limited.headers["X-RateLimit-Remaining"] == "0"
     other = make_ingest_key()
-    assert client.get("/api/v1/ingest/ping", headers=other.headers).status_code == 200
+    assert client.post(EVENTS, json=batch, headers=other.headers).status_code == 202
+
+
+def test_ping_is_not_rate_limited(client, app, make_ingest_key, monkeypatch):
+    """The ping's contract lists no 429: it is neither refused nor counted."""
+    budgets = app.app.extensions["runtime"].contracts.wepeople.source["x-limits"]["rateLimits"]
+    monkeypatch.setitem(budgets, "perKey", "2/minute")
+    made = make_ingest_key()
+    for _ in range(3):
+        ping = client.get("/api/v1/ingest/ping", headers=made.headers)
+        assert ping.status_code == 200 and "X-RateLimit-Limit" not in ping.headers
+    first = client.post(EVENTS, json={"events": [event(0)]}, headers=made.headers)
+    assert first.headers["X-RateLimit-Remaining"] == "1"
 
 
 def test_unknown_query_parameter_is_invalid_body(client, make_ingest_key):

@@ -67,12 +67,13 @@ def test_two_server_processes_share_one_rate_limit(start_server, make_ingest_key
     with httpx.Client(timeout=10) as one, httpx.Client(timeout=10) as two:
         for n in range(budget + 10):
             http, base = (one, bases[0]) if n % 2 else (two, bases[1])
-            response = http.get(base + "/api/v1/ingest/ping", headers=made.headers)
+            # Rejected events (the actor is missing) still spend the budget, and write nothing.
+            response = http.post(base + EVENTS, json={"events": [event(n, actor={})]}, headers=made.headers)
             statuses.append(response.status_code)
             if response.status_code == 429:
                 break
     # Each process alone would allow `budget`; together they allow it once.
-    assert statuses.count(200) == budget
+    assert statuses.count(207) == budget
     assert statuses[-1] == 429
     assert_wepeople_error(response, 429, "rate_limited")
     assert int(response.headers["Retry-After"]) >= 1
