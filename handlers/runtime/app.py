@@ -292,6 +292,18 @@ def _add_documentation(app: connexion.FlaskApp, runtime: Runtime) -> None:
     app.add_url_rule(docs_path, "wepeople_error_code", error_code_page)
 
 
+def _only_operations_connexion_routed() -> None:
+    """connexion's router decides which operation runs. Flask's own rules can match a path
+    that router did not (a newline in a path parameter escapes starlette's base-path
+    `Mount`): that is a path with no operation, 404, not a handler run without one."""
+    if flask_request.blueprint is None:
+        return  # this app's own pages (documentation, published contracts)
+    try:
+        request_context.operation.operation_id
+    except RuntimeError:
+        abort(404)
+
+
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> connexion.FlaskApp:
     settings = settings or Settings.from_env()
     logging.basicConfig(level=settings.log_level)
@@ -307,6 +319,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app._middleware_app.asgi_app = QueuedWSGIMiddleware(app.app.wsgi_app, workers=settings.wsgi_threads)
     app.app.extensions["runtime"] = runtime
     app.app.request_class = ParsedBodyRequest  # the body is parsed once, by the validator
+    app.app.before_request(_only_operations_connexion_routed)
     no_console = SwaggerUIOptions(serve_spec=False, swagger_ui=False)
     authenticators = {
         "wepeople": WePeopleAuth(database, contracts.wepeople),

@@ -46,6 +46,15 @@ def test_scope_from_the_spec_is_enforced(client, make_chatbot, make_chat_key):
     assert_error(client.get(f"/api/conversations/{bot.slug}", headers=reader.headers), 401, "unauthorized")
 
 
+def test_path_parameter_with_a_newline_is_404(client, make_chatbot):
+    # Fuzzing found these answered 500: Flask's routing matched what connexion's did not.
+    bot = make_chatbot()
+    assert_error(client.get("/api/widget-config/ab%0A"), 404, "not_found")
+    assert_error(client.get(f"/api/conversations/{bot.slug}/ab%0Acd/messages"), 404, "not_found")
+    assert_error(client.post("/api/lead/x%0A", json={}), 404, "not_found")
+    assert client.get(f"/api/widget-config/{bot.slug}").status_code == 200
+
+
 def test_unknown_route_method_and_media_type(client, make_chatbot):
     bot = make_chatbot()
     assert_error(client.get("/api/nope"), 404, "not_found")
