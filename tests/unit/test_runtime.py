@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import os
+import resource
+import subprocess
+import sys
 import uuid
 
 import pytest
 
 from handlers.runtime import openapi_translate
 from handlers.runtime.app import Runtime, create_app, handler_name
-from handlers.runtime.config import Settings
+from handlers.runtime.config import ROOT, Settings
 from handlers.runtime.ratelimit import RateLimiter
 from handlers.runtime.specs import StaleBundleError, load_contracts
 
@@ -93,11 +96,7 @@ def test_wsgi_pool_is_sized_from_settings():
 
 
 def test_open_file_limit_is_raised_to_the_hard_limit():
-    import resource
-    import subprocess
-    import sys
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if hard != resource.RLIM_INFINITY and hard <= 256:
         pytest.skip("the hard limit leaves nothing to raise")
     expected = 1 << 20 if hard == resource.RLIM_INFINITY else min(hard, 1 << 20)
@@ -105,7 +104,6 @@ def test_open_file_limit_is_raised_to_the_hard_limit():
     script = ("import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit("
               "resource.RLIMIT_NOFILE)[1])); from handlers.runtime.config import raise_open_file_limit; "
               "returned = raise_open_file_limit(); print(returned, resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT)
     returned, now = map(int, out.stdout.split())
     assert now == returned == expected
