@@ -9,6 +9,7 @@ accepted or rejected on its own.
 from __future__ import annotations
 
 import json
+import re
 import typing as t
 
 import flask
@@ -46,9 +47,38 @@ def parse_json(raw: bytes, encoding: str = "utf-8") -> t.Any:
         except orjson.JSONDecodeError:
             pass
     try:
-        return json.loads(raw.decode(encoding or "utf-8"), parse_constant=_reject_constant)
+        text = raw.decode(encoding or "utf-8")
+        value = json.loads(text, parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise RequestValidationFailed({"body": [f"Malformed JSON: {exc}"]}) from None
+    except RecursionError:
+        raise RequestValidationFailed({"body": ["Malformed JSON: nested too deeply."]}) from None
+    # A \uD800-\uDFFF escape without its pair decodes to no character: no database can
+    # store it (orjson refuses such text too).
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise RequestValidationFailed({"body": [
+            "Malformed JSON: a \\u escape holds half of a UTF-16 surrogate pair without its other half."]})
+    return value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value: t.Any) -> bool:
+    pending = [value]  # iteratively: the body may be nested as deep as the parser allows
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+    return False
 
 
 _UNSET = object()

@@ -92,6 +92,19 @@ def test_malformed_json_is_422(client, make_chatbot):
     assert "body" in response.json()["errors"]
 
 
+@pytest.mark.parametrize("body, why", [
+    (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+    (b'{"session_id": "abcd\\ud800", "rating": 1}', "surrogate"),
+], ids=["deep", "lone-surrogate"])
+def test_json_no_parser_can_keep_is_422(client, make_chatbot, body, why):
+    # Both were 500s: the stdlib parser's RecursionError, and a lone surrogate that no
+    # database encoding can store.
+    bot = make_chatbot()
+    response = client.post(f"/api/feedback/{bot.slug}", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert why in response.json()["errors"]["body"][0]
+
+
 def test_bad_query_parameters_are_422(client, make_chatbot):
     bot = make_chatbot()
     response = client.get(f"/api/leads/{bot.slug}?limit=0", headers=bot.headers)

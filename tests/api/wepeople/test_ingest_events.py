@@ -257,3 +257,24 @@ def test_integral_float_duration_is_stored_as_an_integer(client, make_ingest_key
     response = post(client, made, {"events": [event(0, duration=120.0), event(1, duration=86400)]})
     assert response.status_code == 202, response.text
     assert sorted(r.duration for r in peek.events(made.org_id)) == [120, 86400]
+
+
+@pytest.mark.parametrize("body, why", [
+    (b'{"events": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
+    (b'{"events": [{"eventType": "ticket.resolved", "actor": {"email": "a\\udc00@b.example"}}]}', "surrogate"),
+], ids=["deep", "lone-surrogate"])
+def test_json_no_parser_can_keep_is_invalid_body(client, make_ingest_key, peek, body, why):
+    made = make_ingest_key()
+    response = client.post(EVENTS, content=body, headers={**made.headers, "Content-Type": "application/json"})
+    error = assert_wepeople_error(response, 400, "invalid_body")
+    assert why in error["message"]
+    assert peek.event_count(made.org_id) == 0
+
+
+def test_escaped_surrogate_pairs_are_characters(client, make_ingest_key, peek):
+    made = make_ingest_key()
+    body = b'{"events": [{"eventType": "ticket.resolved", "category": "project_management", ' \
+           b'"actor": {"email": "a@b.example", "displayName": "Ada \\ud83d\\ude00"}}]}'
+    response = client.post(EVENTS, content=body, headers={**made.headers, "Content-Type": "application/json"})
+    assert response.status_code == 202, response.text
+    assert peek.event_count(made.org_id) == 1
