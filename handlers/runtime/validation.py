@@ -222,7 +222,8 @@ def parameter_validator_for(api: ApiSpec) -> type[ParameterValidator]:
                 for param in self.parameters.get(location, []):
                     error = check(param, request)
                     if error:
-                        errors.setdefault(param["name"], []).append(error)
+                        # jsonschema's message, without the schema dump it appends.
+                        errors.setdefault(param["name"], []).append(error.split("\n\n", 1)[0])
             if errors:
                 raise RequestValidationFailed(errors)
 
