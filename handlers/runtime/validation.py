@@ -9,6 +9,7 @@ accepted or rejected on its own.
 from __future__ import annotations
 
 import json
+import math
 import re
 import typing as t
 
@@ -23,6 +24,13 @@ from handlers.runtime.specs import ApiSpec, Operation
 
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # as orjson refuses it: no double holds it
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
 
 
 # Digits -> "0", everything else -> " ": a run of 19 zeros then marks a 19+ digit number.
@@ -48,7 +56,7 @@ def parse_json(raw: bytes, encoding: str = "utf-8") -> t.Any:
             pass
     try:
         text = raw.decode(encoding or "utf-8")
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError) as exc:
         raise RequestValidationFailed({"body": [f"Malformed JSON: {exc}"]}) from None
     except RecursionError:

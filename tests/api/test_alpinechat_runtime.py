@@ -95,7 +95,8 @@ def test_malformed_json_is_422(client, make_chatbot):
 @pytest.mark.parametrize("body, why", [
     (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
     (b'{"session_id": "abcd\\ud800", "rating": 1}', "surrogate"),
-], ids=["deep", "lone-surrogate"])
+    (b'{"session_id": "abcd", "rating": 1e400}', "out of range"),
+], ids=["deep", "lone-surrogate", "infinite-number"])
 def test_json_no_parser_can_keep_is_422(client, make_chatbot, body, why):
     # Both were 500s: the stdlib parser's RecursionError, and a lone surrogate that no
     # database encoding can store.
