@@ -211,7 +211,10 @@ def metadata_text(metadata: Any, max_bytes: int | None) -> tuple[str | None, str
     if (out is not None and (max_bytes is None or len(out) <= max_bytes // 2)
             and b"null" not in out and b"\\u0000" not in out):
         return out.decode(), None
-    text, size = serialize(metadata, max_bytes)
+    try:
+        text, size = serialize(metadata, max_bytes)
+    except RecursionError:  # deeper than the stdlib's encoder goes (~950 levels)
+        return None, "metadata is nested too deeply to store."
     if max_bytes is not None and size > max_bytes:
         return None, f"metadata is {size} bytes serialized; at most {max_bytes} are allowed."
     if has_nul(text):
@@ -765,7 +768,10 @@ def ingest_snapshot(
     payload = {"metrics": snapshot["metrics"]}
     if snapshot.get("metadata") is not None:
         payload["metadata"] = snapshot["metadata"]
-    payload_json = dumps(payload)
+    try:
+        payload_json = dumps(payload)
+    except RecursionError:
+        raise DomainError(400, "invalid_body", "metrics and metadata are nested too deeply to store.") from None
     if has_nul(payload_json):
         raise DomainError(400, "invalid_body", "metrics and metadata must not contain NUL characters.")
     ref = actor_ref(snapshot["actor"])

@@ -114,12 +114,30 @@ def field_of(error) -> str:
     return ".".join(path) or "body"
 
 
+TOO_DEEP = "a failing value here is nested too deeply (past 254 levels) to be reported."
+
+
+def schema_errors(validator, instance, limit: int = 50) -> tuple[list, bool]:
+    """Up to `limit` of the validator's errors, and whether it failed to hand back one:
+    jsonschema-rs raises ValueError for an error whose value nests past 254 levels."""
+    found: list = []
+    try:
+        for error in validator.iter_errors(instance):
+            found.append(error)
+            if len(found) >= limit:
+                break
+    except ValueError:
+        return found, True
+    return found, False
+
+
 def collect_errors(validator, instance, limit: int = 50) -> dict[str, list[str]]:
+    found, too_deep = schema_errors(validator, instance, limit)
     errors: dict[str, list[str]] = {}
-    for count, error in enumerate(validator.iter_errors(instance)):
-        if count >= limit:
-            break
+    for error in found:
         errors.setdefault(field_of(error), []).append(error.message)
+    if too_deep:
+        errors.setdefault("body", []).append(TOO_DEEP)
     return errors
 
 
@@ -179,7 +197,10 @@ def body_validator_for(api: ApiSpec) -> type[AbstractRequestBodyValidator]:
                 return None
             body = parse_json(raw, self._encoding)
             if replace_nul and b"\\u0000" in raw:
-                body = without_nul(body)
+                try:
+                    body = without_nul(body)
+                except RecursionError:
+                    raise RequestValidationFailed({"body": ["Malformed JSON: nested too deeply."]}) from None
                 self.MUTABLE_VALIDATION = True  # hand the cleaned body on
             if is_utf8(self._encoding):
                 # Flask would parse the bytes it gets to this same value: hand it over.

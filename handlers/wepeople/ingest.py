@@ -6,7 +6,7 @@ import functools
 from flask import Response
 
 from handlers.runtime.specs import ApiSpec, compile_schema
-from handlers.runtime.validation import field_of
+from handlers.runtime.validation import TOO_DEEP, field_of, schema_errors
 from models import ingest
 
 
@@ -43,7 +43,10 @@ class EventContract:
         for index, event in enumerate(events):
             if is_valid(event):
                 continue
-            errors = list(self.validator.iter_errors(event))
+            errors, too_deep = schema_errors(self.validator, event)
+            if too_deep:
+                rejected.append(ingest.Rejection(index, "invalid_body", f"events[{index}]: {TOO_DEEP}"))
+                continue
             if all(list(e.instance_path) == ["actor"] and type(e.kind).__name__ == "MinProperties" for e in errors):
                 rejected.append(ingest.Rejection(index, "missing_actor",
                                                  "actor names no usable workerId, externalId or email."))

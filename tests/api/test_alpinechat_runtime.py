@@ -96,7 +96,11 @@ def test_malformed_json_is_422(client, make_chatbot):
     (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
     (b'{"session_id": "abcd\\ud800", "rating": 1}', "surrogate"),
     (b'{"session_id": "abcd", "rating": 1e400}', "out of range"),
-], ids=["deep", "lone-surrogate", "infinite-number"])
+    # Past 254 levels the validator cannot hand back a failing value; past ~900 the NUL
+    # replacement cannot walk it.
+    (b'{"session_id": "abcd", "rating": 1, "x": ' + b"[" * 300 + b"]" * 300 + b"}", "nested too deeply"),
+    (b'{"session_id": "ab\\u0000", "rating": 1, "x": ' + b"[" * 1000 + b"]" * 1000 + b"}", "nested too deeply"),
+], ids=["deep", "lone-surrogate", "infinite-number", "deep-invalid-value", "deep-with-nul"])
 def test_json_no_parser_can_keep_is_422(client, make_chatbot, body, why):
     # Both were 500s: the stdlib parser's RecursionError, and a lone surrogate that no
     # database encoding can store.

@@ -278,3 +278,19 @@ def test_escaped_surrogate_pairs_are_characters(client, make_ingest_key, peek):
     response = client.post(EVENTS, content=body, headers={**made.headers, "Content-Type": "application/json"})
     assert response.status_code == 202, response.text
     assert peek.event_count(made.org_id) == 1
+
+
+def test_deep_values_are_rejected_one_event_at_a_time(client, make_ingest_key, peek):
+    # Both were 500s: a failing value nested past 254 levels (the validator cannot hand it
+    # back), and metadata nested past what the JSON encoder walks (~950 levels).
+    made = make_ingest_key()
+    events = [event(0, actor="DEEP300"), event(1, metadata={"m": "DEEP1000"}), event(2, metadata={"m": "DEEP200"})]
+    body = json.dumps({"events": events})
+    for depth in (300, 1000, 200):
+        body = body.replace(f'"DEEP{depth}"', "[" * depth + "]" * depth)
+    response = client.post(EVENTS, content=body, headers={**made.headers, "Content-Type": "application/json"})
+    assert response.status_code == 207, response.text
+    rejected = {r["index"]: r for r in response.json()["results"]["rejected"]}
+    assert sorted(rejected) == [0, 1]
+    assert "nested too deeply" in rejected[0]["message"] and "nested too deeply" in rejected[1]["message"]
+    assert peek.event_count(made.org_id) == 1

@@ -1,6 +1,7 @@
 """POST /api/v1/ingest/snapshots through the HTTP app, and the user strip it feeds."""
 from __future__ import annotations
 
+import json
 import uuid
 
 from models import ingest
@@ -67,3 +68,11 @@ def test_user_strip_shows_the_latest_snapshot_per_worker_per_app(client, make_in
     assert sorted((c["worker"], c["metrics"]["tickets_open"]) for c in strip) == [("Alex", 3), ("sam", 9)]
     assert {c["source"] for c in strip} == {f"custom:{made.app_slug}"}
     assert len(peek.events(made.org_id, kind="snapshot")) == 4
+
+
+def test_metadata_too_deep_to_store_is_invalid_body(client, make_ingest_key):
+    made = make_ingest_key()
+    body = json.dumps(snapshot(metadata={"m": "DEEP"})).replace('"DEEP"', "[" * 1000 + "]" * 1000)
+    response = client.post(SNAPSHOTS, content=body, headers={**made.headers, "Content-Type": "application/json"})
+    error = assert_wepeople_error(response, 400, "invalid_body")
+    assert "nested too deeply" in error["message"]
