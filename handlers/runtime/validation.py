@@ -172,6 +172,19 @@ def check_envelope(operation: Operation, body: t.Any) -> None:
         )
 
 
+MAX_ALPINECHAT_DEPTH = 100
+
+
+def nesting_depth(value: t.Any) -> int:
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth)
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def without_nul(value: t.Any) -> t.Any:
     """`value` with every NUL character (keys included) replaced by U+FFFD."""
     if isinstance(value, str):
@@ -188,6 +201,10 @@ def body_validator_for(api: ApiSpec) -> type[AbstractRequestBodyValidator]:
     # jsonb, so NUL becomes U+FFFD on every backend alike. (WePeople rejects such events
     # one by one instead, with a reason in results.rejected.)
     replace_nul = api.name == "alpinechat"
+    # AlpineChat stores bodies' open objects (page_context, telemetry metadata) as JSON,
+    # which the stdlib encoder cannot write past ~950 levels: its small bodies are held to
+    # a depth that no widget needs. (WePeople rejects such metadata with its event.)
+    max_depth = MAX_ALPINECHAT_DEPTH if api.name == "alpinechat" else None
 
     class SpecBodyValidator(AbstractRequestBodyValidator):
         async def _parse(self, stream, scope: Scope) -> t.Any:
@@ -196,11 +213,10 @@ def body_validator_for(api: ApiSpec) -> type[AbstractRequestBodyValidator]:
             if not raw:
                 return None
             body = parse_json(raw, self._encoding)
+            if max_depth and raw.count(b"[") + raw.count(b"{") > max_depth and nesting_depth(body) > max_depth:
+                raise RequestValidationFailed({"body": [f"The body is nested too deeply (at most {max_depth} levels)."]})
             if replace_nul and b"\\u0000" in raw:
-                try:
-                    body = without_nul(body)
-                except RecursionError:
-                    raise RequestValidationFailed({"body": ["Malformed JSON: nested too deeply."]}) from None
+                body = without_nul(body)  # within max_depth: its recursion is safe
                 self.MUTABLE_VALIDATION = True  # hand the cleaned body on
             if is_utf8(self._encoding):
                 # Flask would parse the bytes it gets to this same value: hand it over.

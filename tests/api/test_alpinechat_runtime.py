@@ -96,11 +96,11 @@ def test_malformed_json_is_422(client, make_chatbot):
     (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
     (b'{"session_id": "abcd\\ud800", "rating": 1}', "surrogate"),
     (b'{"session_id": "abcd", "rating": 1e400}', "out of range"),
-    # Past 254 levels the validator cannot hand back a failing value; past ~900 the NUL
-    # replacement cannot walk it.
-    (b'{"session_id": "abcd", "rating": 1, "x": ' + b"[" * 300 + b"]" * 300 + b"}", "nested too deeply"),
-    (b'{"session_id": "ab\\u0000", "rating": 1, "x": ' + b"[" * 1000 + b"]" * 1000 + b"}", "nested too deeply"),
-], ids=["deep", "lone-surrogate", "infinite-number", "deep-invalid-value", "deep-with-nul"])
+    # An AlpineChat body nests at most 100 levels: deeper ones failed in the validator's
+    # error reporting, the NUL replacement, or the JSON columns' encoder.
+    (b'{"session_id": "abcd", "rating": 1, "x": ' + b"[" * 100 + b"]" * 100 + b"}", "at most 100 levels"),
+    (b'{"session_id": "ab\\u0000", "rating": 1, "x": ' + b"[" * 1000 + b"]" * 1000 + b"}", "at most 100 levels"),
+], ids=["deep", "lone-surrogate", "infinite-number", "deeper-than-100", "deep-with-nul"])
 def test_json_no_parser_can_keep_is_422(client, make_chatbot, body, why):
     # Both were 500s: the stdlib parser's RecursionError, and a lone surrogate that no
     # database encoding can store.
@@ -108,6 +108,15 @@ def test_json_no_parser_can_keep_is_422(client, make_chatbot, body, why):
     response = client.post(f"/api/feedback/{bot.slug}", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 422
     assert why in response.json()["errors"]["body"][0]
+
+
+def test_open_objects_may_nest_up_to_100_levels(client, make_chatbot):
+    bot = make_chatbot()
+    metadata = '{"m": ' + "[" * 98 + "]" * 98 + "}"  # the body is the 100th level around it
+    body = '{"kind": "fire", "trigger_key": "exit-intent", "metadata": %s}' % metadata
+    response = client.post(f"/api/chat/{bot.slug}/telemetry/proactive", content=body,
+                           headers={**bot.headers, "Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
 
 
 def test_bad_query_parameters_are_422(client, make_chatbot):
