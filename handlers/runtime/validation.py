@@ -8,6 +8,7 @@ accepted or rejected on its own.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -72,20 +73,26 @@ def parse_json(raw: bytes, encoding: str = "utf-8") -> t.Any:
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def _has_lone_surrogate(value: t.Any) -> bool:
-    pending = [value]  # iteratively: the body may be nested as deep as the parser allows
+def _walk(value: t.Any) -> t.Iterator[tuple[t.Any, int]]:
+    """Every value inside `value` (dict keys included) with its depth; iteratively, as a
+    body may nest as deep as the parser allows."""
+    pending = [(value, 1)]
     while pending:
-        item = pending.pop()
+        item, depth = pending.pop()
+        yield item, depth
+        if isinstance(item, dict):
+            pending.extend((child, depth + 1) for child in itertools.chain(item.keys(), item.values()))
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+
+
+def _has_lone_surrogate(value: t.Any) -> bool:
+    for item, _ in _walk(value):
         if isinstance(item, str):
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError:
                 return True
-        elif isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
     return False
 
 
@@ -176,13 +183,7 @@ MAX_ALPINECHAT_DEPTH = 100
 
 
 def nesting_depth(value: t.Any) -> int:
-    deepest, pending = 0, [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, (list, dict)):
-            deepest = max(deepest, depth)
-            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
+    return max((depth for item, depth in _walk(value) if isinstance(item, (list, dict))), default=0)
 
 
 def without_nul(value: t.Any) -> t.Any:
