@@ -32,7 +32,7 @@ class Settings:
     # Absolute base for links we hand out (docsUrl); the request's own base when unset.
     public_base_url: str | None = None
     log_level: str = "INFO"
-    # Threads of the WSGI pool per process: each open SSE stream holds one.
+    # Threads per process running Flask handlers (an open chat stream holds none).
     wsgi_threads: int = 10
     # Seconds a verified API key is trusted without a lookup (revocation takes this long).
     auth_cache_seconds: float = 5.0

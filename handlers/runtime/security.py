@@ -61,7 +61,7 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def bearer_handler(authenticate: Authenticator, verified: VerifiedKeys | None = None) -> type[AbstractSecurityHandler]:
+def bearer_handler(authenticate: Authenticator, verified: VerifiedKeys) -> type[AbstractSecurityHandler]:
     class BearerKeyHandler(AbstractSecurityHandler):
         security_definition_key = "x-bearerInfoFunc"
         environ_key = "BEARERINFO_FUNC"
@@ -73,11 +73,10 @@ def bearer_handler(authenticate: Authenticator, verified: VerifiedKeys | None = 
                 if scheme.lower() != "bearer" or not token:
                     return NO_VALUE  # connexion answers 401 "no credentials"
                 scopes = tuple(required_scopes or ())
-                principal = verified.get(token, scopes) if verified is not None else None
+                principal = verified.get(token, scopes)
                 if principal is None:
                     principal = await anyio.to_thread.run_sync(authenticate, token, list(scopes))
-                    if verified is not None:
-                        verified.put(token, scopes, principal)
+                    verified.put(token, scopes, principal)
                 return principal
 
             return verify

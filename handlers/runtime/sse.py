@@ -84,12 +84,12 @@ def encode(event: dict | None) -> bytes:
 
 
 class ChatStreamMiddleware:
-    def __init__(self, app: ASGIApp, runtime=None):
+    def __init__(self, app: ASGIApp, runtime):
         self.app = app
         self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" and self.runtime is not None:
+        if scope["type"] == "lifespan":
             await self.app(scope, self._closing_upstream_on_shutdown(receive), send)
             return
         if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith("/api/chat/"):
