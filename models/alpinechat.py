@@ -315,7 +315,7 @@ def require_active_chatbot(session: Session, slug: str) -> Chatbot:
     """The active chatbot of `slug`; 404 `not_found` for an unknown or inactive one."""
     chatbot = get_active_chatbot(session, slug)
     if chatbot is None:
-        raise DomainError(404, "not_found", f"No active chatbot {slug!r}.")
+        raise DomainError("not_found", f"No active chatbot {slug!r}.")
     return chatbot
 
 
@@ -337,7 +337,7 @@ def chatbot_row_for_principal(session: Session, slug: str, principal: dict):
     """As `chatbot_for_principal`, as a read-only row of the columns a chat turn uses."""
     chatbot = session.connection().execute(_TURN_CHATBOT, {"slug": slug}).first()
     if chatbot is None:
-        raise DomainError(404, "not_found", f"No active chatbot {slug!r}.")
+        raise DomainError("not_found", f"No active chatbot {slug!r}.")
     return _check_principal(chatbot, principal)
 
 
@@ -345,5 +345,5 @@ def _check_principal(chatbot, principal: dict):
     same_tenant = principal["tenant_id"] == str(chatbot.tenant_id)
     bound_elsewhere = principal.get("chatbot_id") not in (None, str(chatbot.id))
     if not same_tenant or bound_elsewhere:
-        raise DomainError(403, "forbidden", "The API key belongs to another chatbot's tenant.")
+        raise DomainError("forbidden", "The API key belongs to another chatbot's tenant.")
     return chatbot

@@ -159,7 +159,7 @@ def create_lead(session: Session, chatbot: Chatbot, data: dict[str, Any]) -> Lea
     """403 `lead_capture_disabled` unless widget.lead_capture; attaches the lead to the
     running conversation of `session_id`; queues the admin e-mail and `lead.created`."""
     if not (chatbot.widget_config or {}).get("widget", {}).get("lead_capture"):
-        raise DomainError(403, "lead_capture_disabled", "Lead capture is switched off for this chatbot.")
+        raise DomainError("lead_capture_disabled", "Lead capture is switched off for this chatbot.")
     lead = Lead(chatbot_id=chatbot.id, email=data["email"], **{f: data.get(f) for f in _FIELDS})
     if lead.session_id:
         conversation = find_conversation_by_session(session, chatbot.id, lead.session_id)
@@ -271,7 +271,7 @@ def rate_message(session: Session, chatbot: Chatbot, conversation_id: str, ratin
         query = query.order_by(Message.seq.desc()).limit(1)
     message = session.scalar(query)
     if message is None:
-        raise DomainError(404, "not_found", "No such assistant message in this conversation.")
+        raise DomainError("not_found", "No such assistant message in this conversation.")
     feedback = session.scalar(select(Feedback).where(Feedback.message_id == message.id))
     if feedback is None:
         try:
@@ -309,7 +309,7 @@ def _own_conversation(session: Session, chatbot: Chatbot, conversation_id: str) 
     parsed = parse_uuid(conversation_id)
     conversation = find_conversation(session, chatbot.id, parsed) if parsed else None
     if conversation is None:
-        raise DomainError(404, "not_found", "No such conversation for this chatbot.")
+        raise DomainError("not_found", "No such conversation for this chatbot.")
     return conversation
 
 

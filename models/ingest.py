@@ -298,7 +298,7 @@ def has_nul(text: str) -> bool:
 def load_app(session: Session, app_id: uuid.UUID) -> App:
     app = session.get(App, app_id)
     if app is None:  # the key was valid a moment ago; the app is being deleted
-        raise DomainError(401, "invalid_key", "The API key's app no longer exists.")
+        raise DomainError("invalid_key", "The API key's app no longer exists.")
     return app
 
 
@@ -332,7 +332,7 @@ def batch_context(session: Session, app_id: uuid.UUID, month: str) -> BatchConte
     rows = _BATCH_CONTEXT.rows(session, {"app_id": app_id, "month": month})
     row = rows[0] if rows else None
     if row is None:  # the key was valid a moment ago; the app is being deleted
-        raise DomainError(401, "invalid_key", "The API key's app no longer exists.")
+        raise DomainError("invalid_key", "The API key's app no longer exists.")
     return BatchContext(row.id, row.organization_id, row.slug, row.allowed_event_types,
                         row.connection_id or ensure_connection(session, row), row.used or 0)
 
@@ -496,7 +496,7 @@ def remaining_quota(session: Session, organization_id: uuid.UUID, quota: int | N
 
 def quota_exceeded(quota: int, now: dt.datetime) -> DomainError:
     retry = seconds_until_next_month(now)
-    return DomainError(429, "quota_exceeded",
+    return DomainError("quota_exceeded",
                        f"The plan's monthly quota of {quota} events is used up; it renews in {retry}s.",
                        headers={"Retry-After": str(retry)})
 
@@ -735,7 +735,7 @@ def ingest_events(
             charge(session, organization_id, len(accepted), None, now)
     if not accepted and all(r.code == "forbidden_event_type" for r in rejected):
         types = sorted({events[r.index]["eventType"] for r in rejected})
-        raise DomainError(403, "forbidden_event_type",
+        raise DomainError("forbidden_event_type",
                           f"No event type of the batch is in this app's allowedEventTypes: {', '.join(types)[:500]}.")
     rejected.sort(key=lambda r: r.index)
     return BatchResult(accepted, rejected)
@@ -764,24 +764,24 @@ def ingest_snapshot(
     try:
         occurred_at, offset, _ = parse_timestamp(snapshot.get("timestamp"), now)
     except (ValueError, OverflowError) as exc:
-        raise DomainError(400, "invalid_body", f"timestamp {snapshot.get('timestamp')!r} is not usable: {exc}.")
+        raise DomainError("invalid_body", f"timestamp {snapshot.get('timestamp')!r} is not usable: {exc}.")
     payload = {"metrics": snapshot["metrics"]}
     if snapshot.get("metadata") is not None:
         payload["metadata"] = snapshot["metadata"]
     try:
         payload_json = dumps(payload)
     except RecursionError:
-        raise DomainError(400, "invalid_body", "metrics and metadata are nested too deeply to store.") from None
+        raise DomainError("invalid_body", "metrics and metadata are nested too deeply to store.") from None
     if has_nul(payload_json):
-        raise DomainError(400, "invalid_body", "metrics and metadata must not contain NUL characters.")
+        raise DomainError("invalid_body", "metrics and metadata must not contain NUL characters.")
     ref = actor_ref(snapshot["actor"])
     if isinstance(ref, Rejection):
-        raise DomainError(400, ref.code, ref.message)
+        raise DomainError(ref.code, ref.message)
     directory = WorkerDirectory(session, organization_id, ensure_connection(session, app))
     directory.resolve_all([ref])
     found = directory.find(ref)
     if found is None:
-        raise DomainError(400, "worker_not_found",
+        raise DomainError("worker_not_found",
                           f"actor.workerId {ref.raw_worker_id!r} names no worker of this organization.")
     worker_id, display_name = found
     if charge(session, organization_id, 1, quota, now) == 0:

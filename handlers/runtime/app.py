@@ -35,6 +35,7 @@ from handlers.runtime.specs import ApiSpec, Contracts, Operation, load_contracts
 from handlers.runtime.validation import ParsedBodyRequest, body_validator_for, parameter_validator_for
 from handlers.runtime.wsgi_bridge import QueuedWSGIMiddleware
 from models.db import Database
+from models.errors import DomainError
 from models.migrate import ensure_sqlite_parent
 
 log = logging.getLogger("app")
@@ -89,9 +90,9 @@ class Runtime:
     def rate_limited(self, operation: Operation, decision) -> ApiError:
         headers = decision.headers()
         if operation.api is self.contracts.wepeople:
-            return ApiError(429, "rate_limited",
+            return ApiError("rate_limited",
                             f"Rate limit exceeded; retry in {decision.retry_after}s.", headers=headers)
-        return ApiError(429, "rate_limited", headers={"Retry-After": headers["Retry-After"]})
+        return ApiError("rate_limited", headers={"Retry-After": headers["Retry-After"]})
 
     def client_ip(self, scope) -> str:
         """The socket peer, unless it is a trusted proxy: then the right-most
@@ -194,8 +195,9 @@ class HandlerResolver(Resolver):
 
             try:
                 result = idempotency.run(principal, kwargs.get("body"), execute) if idempotency else execute()
-            except ApiError as error:
-                if error.status_code == 429 and decision is not None and operation.api is runtime.contracts.wepeople:
+            except DomainError as error:
+                if (decision is not None and operation.api is runtime.contracts.wepeople
+                        and runtime.renderer.status_for(operation.api, error.code) == 429):
                     # A quota 429 from the domain carries X-RateLimit-* like every other 429.
                     error.headers = {**decision.headers(), **error.headers}
                 raise
@@ -304,10 +306,11 @@ def _only_operations_connexion_routed() -> None:
         abort(404)
 
 
-def create_app(settings: Settings | None = None, *, database: Database | None = None) -> connexion.FlaskApp:
+def create_app(settings: Settings | None = None, *, database: Database | None = None,
+               contracts: Contracts | None = None) -> connexion.FlaskApp:
     settings = settings or Settings.from_env()
     logging.basicConfig(level=settings.log_level)
-    contracts = load_contracts()
+    contracts = contracts or load_contracts()
     if database is None:
         ensure_sqlite_parent(settings.database_url)
         database = Database(settings.database_url, pool_size=settings.db_pool_size)

@@ -91,11 +91,11 @@ class ChatbotCorsMiddleware:
                          origins: list[str] | None) -> None:
         vary = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
         if origins is None:
-            await send_api_error(send, scope, self.renderer, self.api, ApiError(404, "not_found"), {"Vary": vary})
+            await send_api_error(send, scope, self.renderer, self.api, ApiError("not_found"), {"Vary": vary})
             return
         if not _same_origin(origin, origins):
             # No CORS headers: the browser refuses the cross-origin request.
-            await send_api_error(send, scope, self.renderer, self.api, ApiError(403, "forbidden"), {"Vary": vary})
+            await send_api_error(send, scope, self.renderer, self.api, ApiError("forbidden"), {"Vary": vary})
             return
         headers = {
             "Access-Control-Allow-Origin": origin,

@@ -1,13 +1,18 @@
 """One error mapping per API.
 
-Domain code and the runtime raise `ApiError` (or let connexion/starlette raise
-theirs); `ErrorRenderer` turns any of them into the documented shape of the API that
-owns the request path:
+Domain code and the runtime raise `ApiError(code, message)` (or let connexion/starlette
+raise theirs); `ErrorRenderer` turns any of them into the documented shape of the API that
+owns the request path, with the status the API's contract gives the code in its `x-codes`:
 
 - WePeople: `{"error": {"code", "message", "requestId", "docsUrl"}}`, codes from the
-  `Error.error.code` enum; statuses from its `x-codes`.
+  `Error.error.code` enum.
 - AlpineChat: `{"error": "<code>"}`, and 422 `{"message", "errors": {field: [...]}}`
-  for validation failures.
+  (its `ValidationError`) for validation failures.
+
+A code's entry may list `alsoStatuses`: other statuses it stands for (WePeople's
+`invalid_body` is also the code of 404, 405 and 415 answers). An error raised with one of
+those (`ApiError(code, status=...)`, or a framework error mapped to the code) keeps it;
+any other status comes from the entry.
 """
 from __future__ import annotations
 
@@ -24,10 +29,17 @@ from models.errors import DomainError
 log = logging.getLogger("errors")
 
 VALIDATION_MESSAGE = "The given data was invalid."
+VALIDATION_STATUS = 422  # AlpineChat's ValidationError: every operation with a body lists it as 422
 
 
-# Domain and runtime raise the same error type; the name says where it is rendered.
-ApiError = DomainError
+class ApiError(DomainError):
+    """A `DomainError` raised by the runtime; `status` only where the spec's entry for the
+    code lists it in `alsoStatuses`."""
+
+    def __init__(self, code: str, message: str | None = None, *, headers: dict[str, str] | None = None,
+                 status: int | None = None):
+        super().__init__(code, message, headers=headers)
+        self.status = status
 
 
 class RequestValidationFailed(ApiError):
@@ -35,11 +47,26 @@ class RequestValidationFailed(ApiError):
 
     def __init__(self, errors: dict[str, list[str]], message: str | None = None):
         first = "; ".join(f"{field}: {msgs[0]}" for field, msgs in list(errors.items())[:3])
-        super().__init__(400, "invalid_body", message or first or VALIDATION_MESSAGE)
+        super().__init__("invalid_body", message or first or VALIDATION_MESSAGE)
         self.errors = errors
 
 
-# Generic (framework-level) failures, keyed by HTTP status, per API.
+def error_codes(api: ApiSpec) -> dict[str, dict]:
+    """The contract's `x-codes` (code -> {status, doc, ...}) under its Error schema."""
+    pending: list[Any] = [api.schema("Error")]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if "x-codes" in node:
+                return node["x-codes"]
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    raise LookupError(f"{api.name}: components.schemas.Error has no x-codes")
+
+
+# The code of a generic (framework-level) failure, by its HTTP status, per API. The
+# status of the answer is still the code's in the spec (or one of its alsoStatuses).
 WEPEOPLE_FALLBACK_CODES = {
     400: "invalid_body",
     401: "missing_auth",
@@ -68,6 +95,15 @@ def _json(body: Any) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def _framework_status(exc: BaseException) -> int | None:
+    """The status a connexion/starlette error was raised with; None for anything else."""
+    if isinstance(exc, ProblemException):
+        return exc.status
+    if isinstance(exc, HTTPException):
+        return exc.status_code
+    return None
+
+
 class ErrorRenderer:
     def __init__(self, contracts: Contracts, public_base_url: str | None = None):
         self.contracts = contracts
@@ -75,17 +111,17 @@ class ErrorRenderer:
         code_schema = contracts.wepeople.schema("Error")["properties"]["error"]["properties"]["code"]
         self.wepeople_codes: list[str] = code_schema["enum"]
         self.wepeople_docs_path: str = contracts.wepeople.source["x-error-docs"]["path"]
+        self.codes: dict[str, dict[str, dict]] = {api.name: error_codes(api) for api in contracts}
 
-    # -- classification -------------------------------------------------------
-    @staticmethod
-    def status_of(exc: BaseException) -> int:
-        if isinstance(exc, ApiError):
-            return exc.status_code
-        if isinstance(exc, ProblemException):
-            return exc.status
-        if isinstance(exc, HTTPException):
-            return exc.status_code
-        return 500
+    def status_for(self, api: ApiSpec, code: str, wanted: int | None = None) -> int | None:
+        """The status of `code` in `api`'s contract: `wanted` when the code's entry lists
+        it in `alsoStatuses`, else the entry's status; None for a code it does not define."""
+        entry = self.codes[api.name].get(code)
+        if entry is None:
+            return None
+        if wanted is not None and wanted in entry.get("alsoStatuses", ()):
+            return wanted
+        return int(entry["status"])
 
     @staticmethod
     def detail_of(exc: BaseException) -> str:
@@ -108,17 +144,16 @@ class ErrorRenderer:
         method: str = "",
         path: str = "",
     ) -> tuple[int, dict[str, str], bytes]:
-        status = self.status_of(exc)
         headers = dict(getattr(exc, "headers", None) or {})
+        if api is self.contracts.wepeople:
+            status, body = self._wepeople(api, exc, request_id, base_url, method, path)
+        else:
+            status, body = self._alpinechat(api, exc, method, path)
         if status >= 500:
             log.error(
                 "unhandled error request_id=%s %s %s", request_id, method, path,
                 exc_info=(type(exc), exc, exc.__traceback__),
             )
-        if api is self.contracts.wepeople:
-            status, body = self._wepeople(exc, status, request_id, base_url, method, path)
-        else:
-            status, body = self._alpinechat(exc, status, method, path)
         headers["Content-Type"] = "application/json"
         return status, headers, _json(body)
 
@@ -126,14 +161,32 @@ class ErrorRenderer:
         base = self.public_base_url or base_url.rstrip("/")
         return base + self.wepeople_docs_path.replace("{code}", code)
 
-    def _wepeople(self, exc, status, request_id, base_url, method, path):
-        if isinstance(exc, ApiError) and exc.code in self.wepeople_codes:
-            code, message = exc.code, exc.message
-        elif status >= 500:
-            status, code, message = 500, "internal_error", "Internal error; cite the requestId in a support ticket."
+    def _classify(self, api: ApiSpec, exc: BaseException, fallback: dict[int, str], default: str):
+        """(status, code, whether the framework raised it) of any error; (500,
+        "internal_error") for a failure no contract names, including a code the
+        contract does not define (a bug: logged)."""
+        if isinstance(exc, DomainError):
+            status = self.status_for(api, exc.code, getattr(exc, "status", None))
+            if status is not None:
+                return status, exc.code, False
+            log.error("%s: error code %r has no status in the contract's x-codes", api.name, exc.code)
         else:
-            code = WEPEOPLE_FALLBACK_CODES.get(status, "invalid_body")
-            message = self._framework_message(exc, status, method, path)
+            raised = _framework_status(exc)
+            if raised is not None and raised < 500:
+                code = fallback.get(raised, default)
+                return self.status_for(api, code, raised), code, True
+            if raised is not None and raised in fallback:
+                code = fallback[raised]
+                return self.status_for(api, code, raised), code, True
+        return self.status_for(api, "internal_error") or 500, "internal_error", False
+
+    def _wepeople(self, api, exc, request_id, base_url, method, path):
+        status, code, framework = self._classify(api, exc, WEPEOPLE_FALLBACK_CODES, "invalid_body")
+        if not framework:
+            message = exc.message if code != "internal_error" else \
+                "Internal error; cite the requestId in a support ticket."
+        else:
+            message = self._framework_message(exc, self._raised(exc), method, path)
         assert code in self.wepeople_codes, code
         return status, {
             "error": {
@@ -144,20 +197,22 @@ class ErrorRenderer:
             }
         }
 
-    def _alpinechat(self, exc, status, method, path):
+    def _alpinechat(self, api, exc, method, path):
         if isinstance(exc, RequestValidationFailed):
-            return 422, {"message": VALIDATION_MESSAGE, "errors": exc.errors}
-        if status == 400:
-            # Framework-level bad input (missing body, bad parameter): still a 422.
-            return 422, {
+            return VALIDATION_STATUS, {"message": VALIDATION_MESSAGE, "errors": exc.errors}
+        raised = _framework_status(exc)
+        if raised is not None and raised < 500 and raised not in ALPINECHAT_FALLBACK_CODES:
+            # Framework-level bad input (missing body, bad parameter): still a validation failure.
+            return VALIDATION_STATUS, {
                 "message": VALIDATION_MESSAGE,
-                "errors": {"body": [self._framework_message(exc, status, method, path)]},
+                "errors": {"body": [self._framework_message(exc, raised, method, path)]},
             }
-        if isinstance(exc, ApiError):
-            return status, {"error": exc.code}
-        if status >= 500:
-            return 500, {"error": "internal_error"}
-        return status, {"error": ALPINECHAT_FALLBACK_CODES.get(status, "bad_request")}
+        status, code, _ = self._classify(api, exc, ALPINECHAT_FALLBACK_CODES, "internal_error")
+        return status, {"error": code}
+
+    @staticmethod
+    def _raised(exc: BaseException) -> int:
+        return _framework_status(exc) or 500
 
     def _framework_message(self, exc, status, method, path) -> str:
         if status == 404:

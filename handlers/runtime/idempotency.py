@@ -72,13 +72,13 @@ class Idempotency:
             if existing is None:
                 break
             if existing.request_hash != digest:
-                raise ApiError(400, "invalid_body",
+                raise ApiError("invalid_body",
                                f"This {HEADER} was already used for a different request body; "
                                "use a new key for a new request.")
             if existing.status is not None:
                 return replay(existing)
             if time.monotonic() >= deadline:
-                raise ApiError(429, "rate_limited",
+                raise ApiError("rate_limited",
                                f"A request with this {HEADER} is still being processed; retry shortly.",
                                headers={"Retry-After": "1"})
             time.sleep(delay)

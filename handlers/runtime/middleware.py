@@ -83,7 +83,7 @@ class EdgeMiddleware:
         await self.app(scope, receive, send_stamped)
 
     async def _refuse_too_large(self, api, scope: Scope, send: Send, cap: int) -> None:
-        error = ApiError(413, "batch_too_large" if api is self.contracts.wepeople else "payload_too_large",
+        error = ApiError("batch_too_large" if api is self.contracts.wepeople else "payload_too_large",
                          f"The request body exceeds {cap} bytes.")
         # The unread body makes the connection unusable.
         await send_api_error(send, scope, self.renderer, api, error, {"Connection": "close"})

@@ -132,27 +132,27 @@ def translate(doc31: dict, generated_from: dict | None = None) -> dict:
     return _Translator(doc31).document(generated_from)
 
 
-def build(api: str) -> dict:
+def build(api: str, root: Path = ROOT) -> dict:
     """The bundle of ``api``, stamped with the source it was generated from."""
     source_path, _ = SPECS[api]
-    source = ROOT / source_path
+    source = root / source_path
     return translate(
         _parse(source),
         {"source": source_path, "sha256": hashlib.sha256(source.read_bytes()).hexdigest()},
     )
 
 
-def render(api: str) -> str:
+def render(api: str, root: Path = ROOT) -> str:
     """The exact text of the bundle file of ``api``."""
-    return json.dumps(build(api), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+    return json.dumps(build(api, root), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
 
 
-def stale_bundles() -> list[str]:
+def stale_bundles(root: Path = ROOT) -> list[str]:
     """Bundles (relative paths) that are missing or differ from what ``render`` gives."""
     stale = []
     for api, (_, target) in SPECS.items():
-        path = ROOT / target
-        if not path.is_file() or path.read_bytes() != render(api).encode("utf-8"):
+        path = root / target
+        if not path.is_file() or path.read_bytes() != render(api, root).encode("utf-8"):
             stale.append(target)
     return stale
 

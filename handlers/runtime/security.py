@@ -96,12 +96,12 @@ class WePeopleAuth:
         with self.database.reader.connect() as connection:
             key = wepeople.find_ingest_principal(connection, token)
         if key is None:
-            raise ApiError(401, "invalid_key", "The API key is unknown or has been revoked.")
+            raise ApiError("invalid_key", "The API key is unknown or has been revoked.")
         if not key.api_enabled:
-            raise ApiError(402, "api_disabled", "API access is disabled for this organization.")
+            raise ApiError("api_disabled", "API access is disabled for this organization.")
         plan = self.plans.get(key.plan)
         if not plan or not plan.get("apiAccess"):
-            raise ApiError(402, "plan_limit", f"The {key.plan} plan does not include API access.")
+            raise ApiError("plan_limit", f"The {key.plan} plan does not include API access.")
         return {
             "sub": str(key.id),
             "key_id": str(key.id),
@@ -123,9 +123,9 @@ class AlpineChatAuth:
         with self.database.reader.connect() as connection:  # one read: no Session needed
             key = alpinechat.find_active_chat_key(connection, token)
         if key is None:
-            raise ApiError(401, "unauthorized", "The API key is unknown or has been revoked.")
+            raise ApiError("unauthorized", "The API key is unknown or has been revoked.")
         if not alpinechat.key_grants(key, required_scopes):
-            raise ApiError(401, "unauthorized", "The API key lacks the required scope.")
+            raise ApiError("unauthorized", "The API key lacks the required scope.")
         return {
             "sub": str(key.id),
             "key_id": str(key.id),

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import re
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
@@ -93,12 +94,12 @@ class Operation:
 class ApiSpec:
     """One contract: its 3.1 source, its 3.0.3 bundle, and its operations."""
 
-    def __init__(self, name: str, prefix: str):
+    def __init__(self, name: str, prefix: str, root: Path = ROOT):
         self.name = name
         self.prefix = prefix  # requests under this path prefix get this API's errors
         source_rel, bundle_rel = openapi_translate.SPECS[name]
-        self.source_path = ROOT / source_rel
-        self.bundle_path = ROOT / bundle_rel
+        self.source_path = root / source_rel
+        self.bundle_path = root / bundle_rel
         self.source_text = self.source_path.read_text(encoding="utf-8")
         self.source: dict = (
             yaml.safe_load(self.source_text)
@@ -145,15 +146,16 @@ class Contracts:
         return iter((self.wepeople, self.alpinechat))
 
 
-def load_contracts(check_fresh: bool = True) -> Contracts:
+def load_contracts(check_fresh: bool = True, root: Path = ROOT) -> Contracts:
+    """The contracts under `root` (a checkout's specs/ and generated/; tests pass a copy)."""
     if check_fresh:
-        stale = openapi_translate.stale_bundles()
+        stale = openapi_translate.stale_bundles(root)
         if stale:
             raise StaleBundleError(
                 f"generated bundle out of date with specs/: {', '.join(stale)}; "
                 "run scripts/generate"
             )
     return Contracts(
-        wepeople=ApiSpec("wepeople", "/api/v1/ingest"),
-        alpinechat=ApiSpec("alpinechat", "/api"),
+        wepeople=ApiSpec("wepeople", "/api/v1/ingest", root),
+        alpinechat=ApiSpec("alpinechat", "/api", root),
     )

@@ -174,7 +174,7 @@ def check_envelope(operation: Operation, body: t.Any) -> None:
     max_items = array_schema.get("maxItems")
     if max_items is not None and len(items) > max_items:
         raise ApiError(
-            batch.get("tooManyItemsStatus", 400), "batch_too_large",
+            "batch_too_large",
             f"`{prop}` holds {len(items)} items; at most {max_items} are allowed per request.",
         )
 

@@ -83,6 +83,33 @@ def test_each_event_is_validated_on_its_own_207(client, make_ingest_key, peek):
     assert peek.usage(made.org_id) == 2
 
 
+def test_every_event_naming_no_usable_actor_is_missing_actor(client, make_ingest_key, peek):
+    """`missing_actor` ("the event names no usable actor") whether the actor is absent,
+    null, empty or only a display name; an actor of the wrong type, or an event with other
+    faults besides, stays `invalid_body` and names them."""
+    made = make_ingest_key()
+    without_actor = {k: v for k, v in event(0).items() if k != "actor"}
+    events = [
+        without_actor,
+        event(1, actor=None),
+        event(2, actor={}),
+        event(3, actor={"displayName": "Only a name"}),
+        event(4, actor={"displayName": "Blank id", "externalId": "  "}),
+        event(5, actor="worker@acme.example"),                       # not an object
+        {**without_actor, "category": "gossip"},                     # and another fault
+        event(7),
+    ]
+    response = post(client, made, {"events": events})
+    assert response.status_code == 207, response.text
+    rejected = {r["index"]: r for r in response.json()["results"]["rejected"]}
+    assert {i: r["code"] for i, r in rejected.items()} == {
+        0: "missing_actor", 1: "missing_actor", 2: "missing_actor", 3: "missing_actor", 4: "missing_actor",
+        5: "invalid_body", 6: "invalid_body"}
+    assert "actor" in rejected[5]["message"]
+    assert "actor" in rejected[6]["message"] and "category" in rejected[6]["message"]
+    assert len(peek.events(made.org_id)) == 1
+
+
 def test_metadata_exactly_at_the_cap_is_accepted(client, make_ingest_key):
     made = make_ingest_key()
     overhead = len(json.dumps({"blob": ""}, separators=(",", ":")))
