@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import html
 import inspect
 import ipaddress
 import logging
-from pathlib import Path
 
 import connexion
 import redis as redis_lib
+import werkzeug.exceptions
 from connexion import context as request_context
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionResponse
@@ -19,12 +18,14 @@ from connexion.options import SwaggerUIOptions
 from connexion.datastructures import MediaTypeDict
 from connexion.resolver import Resolver
 from connexion.utils import get_function_from_name
-from flask import Response, abort, make_response, send_from_directory
+from flask import Response, abort, make_response
 from flask import request as flask_request
 from starlette.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 from handlers.runtime.config import Settings
 from handlers.runtime.cors import ChatbotCorsMiddleware
+from handlers.runtime.docs import add_documentation
 from handlers.runtime.errors import ApiError, ErrorRenderer
 from handlers.runtime.idempotency import Idempotency
 from handlers.runtime.ratelimit import RateLimiter
@@ -248,50 +249,14 @@ def _allowed_methods(contracts: Contracts, path: str) -> list[str]:
     return sorted(methods)
 
 
-SWAGGER_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
-<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head><body><div id="ui"></div>
-<script src="/docs/static/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({{url: "{url}", dom_id: "#ui"}});</script>
-<p style="font-family:sans-serif">Published 3.1 contract: <a href="{source}">{source}</a></p></body></html>"""
-
-
-def _add_documentation(app: connexion.FlaskApp, runtime: Runtime) -> None:
-    """The 3.1 contracts as published, Swagger UI over the equivalent 3.0.3 bundles,
-    and a page per WePeople error code (where `docsUrl` points)."""
-    from swagger_ui_bundle import swagger_ui_path
-
-    wepeople, alpinechat = runtime.contracts.wepeople, runtime.contracts.alpinechat
-    published = {"/openapi/v1.yaml": (wepeople, "application/yaml"),
-                 "/openapi/alpinechat.json": (alpinechat, "application/json")}
-    for url, (api, mimetype) in published.items():
-        app.add_url_rule(url, f"published_{api.name}",
-                         functools.partial(lambda a, m: Response(a.source_text, mimetype=m), api, mimetype))
-        app.add_url_rule(f"/openapi/{api.bundle_path.name}", f"bundle_{api.name}",
-                         functools.partial(lambda a: Response(a.bundle_path.read_text(), mimetype="application/json"), api))
-        app.add_url_rule(
-            f"/docs/{api.name}/", f"docs_{api.name}",
-            functools.partial(lambda a, u: Response(SWAGGER_PAGE.format(
-                title=html.escape(a.source["info"]["title"]), url=f"/openapi/{a.bundle_path.name}", source=u),
-                mimetype="text/html"), api, url),
-        )
-    app.add_url_rule("/docs/static/<path:filename>", "docs_static",
-                     lambda filename: send_from_directory(Path(str(swagger_ui_path)), filename))
-
-    codes = wepeople.schema("Error")["properties"]["error"]["properties"]["code"].get("x-codes", {})
-
-    def error_code_page(code: str):
-        if code not in codes:
-            abort(404)
-        info = codes[code]
-        return Response(
-            f"<!doctype html><title>{html.escape(code)}</title><h1><code>{html.escape(code)}</code></h1>"
-            f"<p>HTTP {int(info['status'])}</p><p>{html.escape(info['doc'])}</p>"
-            f"<p><a href='/docs/wepeople/'>WePeople Ingest API</a></p>",
-            mimetype="text/html",
-        )
-
-    docs_path = wepeople.source["x-error-docs"]["path"].replace("{code}", "<code>")
-    app.add_url_rule(docs_path, "wepeople_error_code", error_code_page)
+def _flask_http_exception(exc: werkzeug.exceptions.HTTPException):
+    """Flask's own failures (on this app's pages) with their headers: connexion re-raises
+    them as starlette errors without any, so a 405 lost its Allow and a redirect its
+    Location."""
+    if isinstance(exc, RequestRedirect):
+        return exc.get_response()
+    headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
+    raise HTTPException(exc.code or 500, detail=exc.description, headers=headers or None)
 
 
 def _only_operations_connexion_routed() -> None:
@@ -323,6 +288,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.app.extensions["runtime"] = runtime
     app.app.request_class = ParsedBodyRequest  # the body is parsed once, by the validator
     app.app.before_request(_only_operations_connexion_routed)
+    app.app.register_error_handler(werkzeug.exceptions.HTTPException, _flask_http_exception)
     no_console = SwaggerUIOptions(serve_spec=False, swagger_ui=False)
     authenticators = {
         "wepeople": WePeopleAuth(database, contracts.wepeople),
@@ -356,5 +322,5 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                        contracts=contracts, database=database, renderer=runtime.renderer)
     # Inside exception handling, before routing: streams chat turns on the event loop.
     app.add_middleware(ChatStreamMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, runtime=runtime)
-    _add_documentation(app, runtime)
+    add_documentation(app, contracts, settings.public_base_url)
     return app

@@ -132,24 +132,25 @@ def translate(doc31: dict, generated_from: dict | None = None) -> dict:
     return _Translator(doc31).document(generated_from)
 
 
-def build(api: str, root: Path = ROOT) -> dict:
+def build(api: str, root: Path | None = None) -> dict:
     """The bundle of ``api``, stamped with the source it was generated from."""
     source_path, _ = SPECS[api]
-    source = root / source_path
+    source = (root or ROOT) / source_path
     return translate(
         _parse(source),
         {"source": source_path, "sha256": hashlib.sha256(source.read_bytes()).hexdigest()},
     )
 
 
-def render(api: str, root: Path = ROOT) -> str:
+def render(api: str, root: Path | None = None) -> str:
     """The exact text of the bundle file of ``api``."""
     return json.dumps(build(api, root), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
 
 
-def stale_bundles(root: Path = ROOT) -> list[str]:
+def stale_bundles(root: Path | None = None) -> list[str]:
     """Bundles (relative paths) that are missing or differ from what ``render`` gives."""
     stale = []
+    root = root or ROOT
     for api, (_, target) in SPECS.items():
         path = root / target
         if not path.is_file() or path.read_bytes() != render(api, root).encode("utf-8"):

@@ -94,12 +94,12 @@ class Operation:
 class ApiSpec:
     """One contract: its 3.1 source, its 3.0.3 bundle, and its operations."""
 
-    def __init__(self, name: str, prefix: str, root: Path = ROOT):
+    def __init__(self, name: str, prefix: str, root: Path | None = None):
         self.name = name
         self.prefix = prefix  # requests under this path prefix get this API's errors
         source_rel, bundle_rel = openapi_translate.SPECS[name]
-        self.source_path = root / source_rel
-        self.bundle_path = root / bundle_rel
+        self.source_path = (root or ROOT) / source_rel
+        self.bundle_path = (root or ROOT) / bundle_rel
         self.source_text = self.source_path.read_text(encoding="utf-8")
         self.source: dict = (
             yaml.safe_load(self.source_text)
@@ -146,7 +146,7 @@ class Contracts:
         return iter((self.wepeople, self.alpinechat))
 
 
-def load_contracts(check_fresh: bool = True, root: Path = ROOT) -> Contracts:
+def load_contracts(check_fresh: bool = True, root: Path | None = None) -> Contracts:
     """The contracts under `root` (a checkout's specs/ and generated/; tests pass a copy)."""
     if check_fresh:
         stale = openapi_translate.stale_bundles(root)

@@ -36,9 +36,14 @@ class QueuedWSGIResponder(WSGIResponder):
         held = self.held
         held.append(message)
         if message["type"] == "http.response.start":
-            for name, value in message["headers"]:
+            headers = message["headers"]
+            for name, value in headers:
                 if name == b"content-length" and value.isdigit():
                     self.unsent = int(value)
+            if any(name == b"date" for name, _ in headers):
+                # The server (uvicorn) writes Date on every response; werkzeug writes one
+                # too on conditional answers (ETag, files): two Date headers.
+                message["headers"] = [(name, value) for name, value in headers if name != b"date"]
             return  # goes with the body
         if message.get("more_body") and self.unsent is not None:
             self.unsent -= len(message.get("body", b""))

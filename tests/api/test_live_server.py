@@ -91,3 +91,21 @@ def test_oversized_declared_body_refused_unread(live_server, make_ingest_key):
     assert response.status == 413
     assert json.loads(response.read())["error"]["code"] == "batch_too_large"
     connection.close()
+
+
+def test_one_date_header_on_every_kind_of_response(live_server, make_ingest_key, make_chatbot):
+    """uvicorn writes Date; werkzeug's conditional answers (ETag, files) wrote a second one."""
+    made, bot = make_ingest_key(), make_chatbot()
+    requests = [
+        ("GET", "/api/v1/ingest/ping", made.headers),                 # Flask handler, 200
+        ("GET", f"/api/widget-config/{bot.slug}", {}),                # ETag (make_conditional)
+        ("GET", "/docs/static/docs.js", {}),                          # a file (send_file)
+        ("GET", "/docs/wepeople/", {}),                               # a page
+        ("GET", "/api/v1/ingest/ping", {}),                           # an error from the middleware stack
+        ("DELETE", "/api/v1/ingest/ping", {}),                        # 405
+        ("GET", "/api/no/such/route", {}),                            # 404
+    ]
+    for method, path, headers in requests:
+        response, _ = _request(live_server, method, path, headers=headers)
+        dates = [value for name, value in response.getheaders() if name.lower() == "date"]
+        assert len(dates) == 1, (method, path, dates)

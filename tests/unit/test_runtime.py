@@ -17,7 +17,7 @@ from handlers.runtime.specs import StaleBundleError, load_contracts
 
 
 def test_refuses_to_start_from_a_stale_bundle(monkeypatch):
-    monkeypatch.setattr(openapi_translate, "stale_bundles", lambda: ["generated/alpinechat.openapi-3.0.json"])
+    monkeypatch.setattr(openapi_translate, "stale_bundles", lambda root=None: ["generated/alpinechat.openapi-3.0.json"])
     with pytest.raises(StaleBundleError, match="run scripts/generate"):
         create_app(Settings.from_env({}, database_url="sqlite://"))
 
