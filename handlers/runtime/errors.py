@@ -121,7 +121,11 @@ class ErrorRenderer:
             return None
         if wanted is not None and wanted in entry.get("alsoStatuses", ()):
             return wanted
-        return int(entry["status"])
+        status = int(entry["status"])
+        if wanted is not None and wanted != status and wanted < 500:
+            log.warning("%s: %r answers %d, its x-codes status; %d is not in its alsoStatuses",
+                        api.name, code, status, wanted)
+        return status
 
     @staticmethod
     def detail_of(exc: BaseException) -> str:
