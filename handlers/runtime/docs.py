@@ -114,6 +114,9 @@ class Documentation:
         body = (f'<nav class="docs-bar"><a href="/docs/">All APIs</a>'
                 f'<a href="{PUBLISHED[name][0]}">Published 3.1 contract</a>'
                 f'<a href="{self.errors_path(api)}">Error codes</a></nav>'
+                # The contract says where the product issues keys; this is how it is done here.
+                f'<p class="docs-note">Keys on this server: an operator runs '
+                f"<code>{html.escape(KEYS_HERE[name])}</code>. &quot;Try it out&quot; calls this server.</p>"
                 f'<main><h1 class="visually-hidden">{html.escape(title)}</h1>'
                 f'<div id="swagger-ui" data-spec-url="/docs/{name}/openapi.json"></div></main>')
         return _page(f"{title}: reference", body, self.csp,

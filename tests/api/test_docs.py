@@ -52,6 +52,7 @@ def test_index_lists_both_apis(client):
 def test_reference_page_loads_swagger_ui_5_over_the_docs_copy(client, name):
     page = client.get(f"/docs/{name}/").text
     assert f'data-spec-url="/docs/{name}/openapi.json"' in page
+    assert "Keys on this server" in page and "scripts/admin " in page
     scripts = re.findall(r'<script src="([^"]+)"', page)
     assert scripts == ["/docs/static/swagger-ui/swagger-ui-bundle.js", "/docs/static/docs.js"]
     for url in scripts + re.findall(r'<link rel="stylesheet" href="([^"]+)"', page):
