@@ -42,6 +42,9 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def docs_server(settings):
     """gunicorn on a free port over the test run's database."""
+    missing = _missing_browser()
+    if missing:
+        pytest.skip(missing)
     port = _free_port()
     env = dict(os.environ, DATABASE_URL=settings.database_url, BIND=f"127.0.0.1:{port}",
                WEB_CONCURRENCY="1", LOG_LEVEL="warning")
@@ -75,24 +78,15 @@ def docs_server(settings):
 
 
 @pytest.fixture(scope="module")
-def walk(docs_server, settings):
+def walk(docs_server, database):
     """docs.mjs's report of one walk through the docs with a fresh wp_live key."""
-    missing = _missing_browser()
-    if missing:
-        pytest.skip(missing)
     from models import wepeople
-    from models.db import Database
 
-    database = Database(settings.database_url)
-    try:
-        with database.unit_of_work() as s:
-            org = wepeople.create_organization(s, f"Docs Walk Org {uuid.uuid4().hex[:8]}", plan="growth")
-            app = wepeople.create_app(s, org, f"docs-walk-{uuid.uuid4().hex[:10]}", "Docs Walk App")
-            _, key = wepeople.create_ingest_key(s, app)
-            expected = {"organizationId": str(org.id), "app": {"id": str(app.id), "slug": app.slug,
-                                                                "name": app.name}}
-    finally:
-        database.dispose()
+    with database.unit_of_work() as s:
+        org = wepeople.create_organization(s, f"Docs Walk Org {uuid.uuid4().hex[:8]}", plan="growth")
+        app = wepeople.create_app(s, org, f"docs-walk-{uuid.uuid4().hex[:10]}", "Docs Walk App")
+        _, key = wepeople.create_ingest_key(s, app)
+        expected = {"organizationId": str(org.id), "app": {"id": str(app.id), "slug": app.slug, "name": app.name}}
     screenshot = os.environ.get("DOCS_SCREENSHOT")
     result = subprocess.run(["node", str(HERE / "docs.mjs"), docs_server, key], capture_output=True, text=True,
                             timeout=240, env=dict(os.environ, CHROMIUM=CHROMIUM,
