@@ -354,4 +354,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     # Inside exception handling, before routing: streams chat turns on the event loop.
     app.add_middleware(ChatStreamMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, runtime=runtime)
     _add_documentation(app, runtime)
+    from handlers.widget import add_widget_routes
+
+    add_widget_routes(app, runtime)
     return app
