@@ -279,13 +279,24 @@
     var lang = LANGS.indexOf(asked) >= 0 ? asked : LANGS.indexOf(config.language) >= 0 ? config.language : "de";
     var t = S[lang];
     var title = str(config.title) || "Chat";
-    var greeting = (asked && asked !== config.language ? "" : pick(config.greeting, lang)) || t.greeting;
+    // A plain greeting is in the chatbot's language: another page language gets the default.
+    var greeting = (typeof config.greeting === "object" ? pick(config.greeting, lang)
+      : asked && asked !== config.language ? "" : str(config.greeting)) || t.greeting;
     var leadOn = widget.lead_capture === true;
     var escalationOn = obj(config.escalation).enabled === true;
     var contextOn = obj(obj(config.features).page_context).enabled === true;
     var placement = str(widget.placement) || "bottom-right";
     var modeWanted = str(script.dataset.theme || widget.theme) || "auto";
-    var conversationId = null, busy = false, fired = [], converted = false;
+    var busy = false, fired = [], converted = false;
+    // The transcript (text only) and conversation survive navigation within the tab.
+    var LOG = "alpinechat:" + SLUG + ":log", CONV = "alpinechat:" + SLUG + ":conversation";
+    var conversationId = load(CONV), history = [];
+    try { history = JSON.parse(load(LOG) || "[]"); } catch (e) {}
+    if (!Array.isArray(history)) history = [];
+    function remember(who, text) {
+      history = history.concat([{ w: who, t: text.slice(0, 4000) }]).slice(-30);
+      save(LOG, JSON.stringify(history));
+    }
 
     var sheet = null;
     try { sheet = new CSSStyleSheet(); sheet.replaceSync(CSS); root.adoptedStyleSheets = [sheet]; }
@@ -328,7 +339,10 @@
       launcher.setAttribute("aria-expanded", String(open));
       teaser.hidden = true;
       if (open) {
-        if (!log.firstChild) bubble("bot", greeting);
+        if (!log.firstChild) {
+          bubble("bot", greeting);
+          history.forEach(function (m) { bubble(m.w === "u" ? "user" : "bot", str(obj(m).t)); });
+        }
         input.focus();
       } else launcher.focus();
     }
@@ -363,6 +377,7 @@
       busy = true;
       sendButton.disabled = true;
       bubble("user", text);
+      remember("u", text);
       if (fired.length && !converted) { converted = true; fired.forEach(function (k) { beacon("convert", k); }); }
       var answer = bubble("bot typing", "");
       answer.body.className = "body typing";
@@ -379,6 +394,7 @@
         state.spoken = state.text.length;
         if (state.finish && state.finish !== "stop" && !state.error) note(answer, t[state.finish] || t.error, "note", state.finish);
         if (state.messageId && conversationId && state.text) rating(answer, state.messageId);
+        if (state.text) remember("b", state.text);
         busy = false;
         sendButton.disabled = false;
         scroll();
@@ -390,6 +406,7 @@
           return;
         }
         conversationId = response.headers.get("X-Conversation-Id") || conversationId;
+        if (conversationId) save(CONV, conversationId);
         state.messageId = response.headers.get("X-Message-Id");
         var feed = sseParser(function (data) {
           var event;
@@ -600,7 +617,7 @@
       { name: "phone", label: t.phone, type: "tel", max: 40, auto: "tel" }];
     if (leadOn) tools.appendChild(h("button", { type: "button", "data-action": "lead", on: { click: function () {
       form("lead", contact, t.lead, function (body, el, status, errors) {
-        post("/api/lead/", body, el, status, errors, function () { bubble("bot", t.leadDone); announce(t.leadDone); });
+        post("/api/lead/", body, el, status, errors, function () { bubble("bot", t.leadDone); remember("b", t.leadDone); announce(t.leadDone); });
       });
     } } }, t.lead));
     if (escalationOn) tools.appendChild(h("button", { type: "button", "data-action": "escalate", on: { click: function () {
@@ -610,6 +627,7 @@
           post("/api/escalate/", body, el, status, errors, function (data) {
             var text = str(data.message) || t.leadDone;
             bubble("bot", text);
+            remember("b", text);
             announce(text);
           });
         });

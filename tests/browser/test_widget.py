@@ -331,6 +331,10 @@ def test_lead_and_escalation_are_found_through_the_api(world):
     assert mine and mine[0]["conversation_id"] == str(conversation_id) and mine[0]["status"] == "open"
     assert forms["escalationReply"] == "Danke — wir melden uns bei dir."
     assert forms["leadReply"] == "Danke! Wir melden uns bei dir."
+    # One session per tab: after a reload the same session and transcript.
+    assert forms["sessionAfterReload"] == forms["session"]
+    assert forms["restored"][1:] == ["Ich möchte eine Führung buchen", "Hallo aus dem Stub.",
+                                     "Danke! Wir melden uns bei dir.", "Danke — wir melden uns bei dir."]
 
 
 def test_proactive_trigger_fire_and_convert_are_recorded(world):

@@ -246,6 +246,12 @@ const scenarios = {
     await page.locator("form[data-form=escalate]").waitFor({ state: "detached", timeout: STEP });
     seen.escalationReply = (await lastAnswer(page)).text;
     await shot(page, "10-escalation-sent");
+    // Another page of the site in the same tab: the conversation goes on.
+    await page.reload();
+    await ready(page);
+    await open(page);
+    seen.restored = await inWidget(page, (root) => [...root.querySelectorAll(".msg")].map((m) => m.querySelector(".body").textContent));
+    seen.sessionAfterReload = await session(page, plan.bots.main);
     return seen;
   },
 
