@@ -346,7 +346,12 @@
         input.focus();
       } else launcher.focus();
     }
-    panel.addEventListener("keydown", function (e) { if (e.key === "Escape") { e.stopPropagation(); toggle(false); } });
+    panel.addEventListener("keydown", function (e) {
+      if (e.key !== "Escape") return;
+      e.stopPropagation();
+      var open = panel.querySelector("form.side");
+      if (open) shut(open); else toggle(false); // Escape closes a form first, then the chat
+    });
     input.addEventListener("keydown", function (e) {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); composer.requestSubmit(); }
     });
@@ -567,6 +572,7 @@
     function form(kind, fields, heading, submit) {
       var existing = panel.querySelector("form.side");
       if (existing) existing.remove();
+      tools.hidden = true; // the form takes the tools' place until it closes
       var errors = {};
       var controls = fields.map(function (f) {
         var id = "ac-" + kind + "-" + f.name;
@@ -577,7 +583,7 @@
       });
       var status = h("div", { role: "status" });
       var el = h("form", { "class": "side", "data-form": kind, "aria-label": heading, novalidate: true }, [h("h3", null, heading)].concat(controls, [status,
-        h("div", { "class": "row" }, [h("button", { type: "button", "class": "ghost", on: { click: function () { el.remove(); input.focus(); } } }, t.cancel),
+        h("div", { "class": "row" }, [h("button", { type: "button", "class": "ghost", on: { click: function () { shut(el); } } }, t.cancel),
           h("button", { type: "submit", "class": "primary" }, t.submit)])]));
       el.addEventListener("submit", function (e) {
         e.preventDefault();
@@ -599,11 +605,16 @@
       panel.insertBefore(el, composer);
       el.elements[0].focus();
     }
+    function shut(el) {
+      el.remove();
+      tools.hidden = false;
+      input.focus();
+    }
     function post(path, body, el, status, errors, done) {
       status.textContent = "";
       api(path, body, true).then(function (r) {
         return r.json().catch(function () { return {}; }).then(function (data) {
-          if (r.ok) { el.remove(); done(obj(data)); input.focus(); return; }
+          if (r.ok) { shut(el); done(obj(data)); return; }
           var fieldErrors = obj(obj(data).errors);
           Object.keys(fieldErrors).forEach(function (k) {
             if (errors[k]) { errors[k].textContent = [].concat(fieldErrors[k]).join(" "); el.elements[k].setAttribute("aria-invalid", "true"); }

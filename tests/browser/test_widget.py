@@ -365,7 +365,7 @@ def test_keyboard_only_use_and_accessibility(world):
     assert keyboard["launcherFocused"] and keyboard["inputFocusedOnOpen"]
     assert keyboard["answered"] and keyboard["ratedWithKeyboard"] == "true"
     assert keyboard["formFocused"] == "ac-lead-name"
-    assert keyboard["closedWithEscape"] and keyboard["focusBackOnLauncher"]
+    assert keyboard["formClosedWithEscape"] and keyboard["closedWithEscape"] and keyboard["focusBackOnLauncher"]
     assert keyboard["axe"] == [], keyboard["axe"]
     assert scenario(world, "stream")["axe"] == []
 

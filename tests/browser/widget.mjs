@@ -355,6 +355,8 @@ const scenarios = {
     await shot(page, "16-keyboard-lead-form");
     seen.axe = await axe(page);
     await page.keyboard.press("Escape");
+    seen.formClosedWithEscape = (await page.locator("form.side").count()) === 0 && ((await focused()) || {}).id === "ac-input";
+    await page.keyboard.press("Escape");
     seen.closedWithEscape = !(await page.locator(".panel").isVisible());
     seen.focusBackOnLauncher = ((await focused()) || {}).cls === "launcher";
     return seen;
