@@ -35,7 +35,7 @@ from tests.api.chat.openai_stub import OpenAIStub
 
 HERE = Path(__file__).parent
 WIDGET = ROOT / "handlers/widget/alpinechat.js"
-ARTIFACTS = Path(os.environ.get("WIDGET_ARTIFACTS") or HERE / "artifacts")
+ARTIFACTS = Path(os.environ.get("WIDGET_ARTIFACTS") or HERE / "artifacts")  # as in conftest.py
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 HOSTILE_TEXT = '<img src=x onerror="window.__pwned=\'answer\'"><script>window.__pwned="script"</script> & [link](javascript:alert(1))'
 
