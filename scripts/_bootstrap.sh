@@ -27,9 +27,12 @@ PY
 fi
 # Keep local artefacts out of git without a top-level .gitignore (the top level is fixed).
 EXCLUDE="$ROOT/.git/info/exclude"
-if [ -d "$ROOT/.git" ] && ! grep -qx '/.venv/' "$EXCLUDE" 2>/dev/null; then
+if [ -d "$ROOT/.git" ]; then
     mkdir -p "$ROOT/.git/info"
-    printf '%s\n' '/.venv/' '/var/' '__pycache__/' '.pytest_cache/' '.hypothesis/' >>"$EXCLUDE"
+    for pattern in '/.venv/' '/var/' '__pycache__/' '.pytest_cache/' '.hypothesis/' \
+                   '/tests/browser/node_modules/' '/tests/browser/artifacts/'; do
+        grep -qxF "$pattern" "$EXCLUDE" 2>/dev/null || printf '%s\n' "$pattern" >>"$EXCLUDE"
+    done
 fi
 PY="$VENV/bin/python"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"

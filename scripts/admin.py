@@ -495,6 +495,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "scripts.admin_backoffice",
     "scripts.admin_ingest",
     "scripts.admin_chat",
+    "scripts.admin_widget",
 )
 
 

@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
 
         admin.main(["demo"])
     env = dict(os.environ, BIND=args.bind)
+    if not args.no_demo:
+        _demo_widget(settings, args.bind, env)
     if args.workers:
         env["WEB_CONCURRENCY"] = str(args.workers)
     gunicorn = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "handlers/runtime/gunicorn_conf.py"),
@@ -31,6 +33,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Serving on http://{args.bind}  (docs: http://{args.bind}/docs/)", flush=True)
     os.execve(sys.executable, gunicorn, env)
     return 0
+
+
+def _demo_widget(settings: Settings, bind: str, env: dict[str, str]) -> None:
+    """A widget key for the demo chatbot (earlier ones revoked) and its demo page."""
+    from scripts.admin_widget import demo_widget_key
+
+    host, _, port = bind.rpartition(":")
+    origins = [f"http://{bind}"] + ([f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
+                                    if host in ("127.0.0.1", "localhost", "0.0.0.0") else [])
+    key = demo_widget_key(settings.database_url, origins)
+    if key is None:
+        return
+    env["DEMO_WIDGET_KEY"] = key
+    env.setdefault("DEMO_PAGES", "1")
+    base = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+    print(f"Widget key (public by design, only widget scopes, bound to demo-bot): {key}", flush=True)
+    print(f"Demo page with the widget: {base}/demo/demo-bot", flush=True)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from handlers.runtime.sse import ChatStreamMiddleware
 from handlers.runtime.specs import ApiSpec, Contracts, Operation, load_contracts, snake_case
 from handlers.runtime.validation import ParsedBodyRequest, body_validator_for, parameter_validator_for
 from handlers.runtime.wsgi_bridge import QueuedWSGIMiddleware
+from handlers.widget import add_widget_routes
 from models.db import Database
 from models.errors import DomainError
 from models.migrate import ensure_sqlite_parent
@@ -323,4 +324,5 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     # Inside exception handling, before routing: streams chat turns on the event loop.
     app.add_middleware(ChatStreamMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, runtime=runtime)
     add_documentation(app, contracts, settings.public_base_url)
+    add_widget_routes(app, runtime)
     return app

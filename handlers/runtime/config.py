@@ -54,6 +54,10 @@ class Settings:
     mail_from: str = "noreply@alpinechat.local"
     # Webhooks to private/loopback addresses are refused unless allowed.
     webhook_allow_private: bool = False
+    # /demo/<slug> pages: on by default only on the embedded SQLite default.
+    demo_pages: bool = False
+    # The key /demo/<slug> pages embed (scripts/serve sets it; public by design).
+    demo_widget_key: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
@@ -82,8 +86,11 @@ class Settings:
             smtp_ssl=_bool(env.get("SMTP_SSL")),
             mail_from=env.get("MAIL_FROM", "noreply@alpinechat.local"),
             webhook_allow_private=_bool(env.get("WEBHOOK_ALLOW_PRIVATE")),
+            demo_widget_key=env.get("DEMO_WIDGET_KEY") or None,
         )
         values.update(overrides)
+        values.setdefault("demo_pages", _bool(env.get("DEMO_PAGES"),
+                                              default=values["database_url"] == default_database_url()))
         return cls(**values)
 
 

@@ -21,7 +21,9 @@ from models.db import Database
 CORS_EXTENSION = "x-cors"
 CHATBOT_ORIGINS = "chatbot-allowed-origins"
 ALLOWED_HEADERS = ("Authorization", "Content-Type", "If-None-Match", "Last-Event-ID")
-EXPOSED_HEADERS = ("Retry-After", "X-Request-Id", "ETag", "X-RateLimit-Limit", "X-RateLimit-Remaining")
+# The chat stream's ids: the widget names them in feedback and escalations.
+EXPOSED_HEADERS = ("Retry-After", "X-Request-Id", "ETag", "X-RateLimit-Limit", "X-RateLimit-Remaining",
+                   "X-Conversation-Id", "X-Message-Id")
 PREFLIGHT_MAX_AGE = 600
 
 

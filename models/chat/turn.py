@@ -48,6 +48,8 @@ class TurnPlan:
     immediate: list[dict[str, Any]] | None = None
     conversation_id: uuid.UUID | None = None
     assistant_message_id: uuid.UUID | None = None
+    # The assistant message this turn stored (also a refusal's): sent as X-Message-Id.
+    reply_id: uuid.UUID | None = None
     model: str = ""
     question: str = ""
     messages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -128,6 +130,8 @@ class ChatEngine:
             row = {"id": uuid.uuid4(), "conversation_id": conversation.id, "seq": last_seq + 1 + len(pending),
                    "role": role, "content": content, **fields}
             pending.append(row)
+            if role == "assistant":
+                plan.reply_id = row["id"]
             return row
 
         def write() -> None:

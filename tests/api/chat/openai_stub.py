@@ -11,6 +11,7 @@ uvicorn in a thread and driven by directives in the last user message:
   [[content_filter]]         finish_reason "content_filter"
   [[nousage]]                no usage chunk
   [[flag]]                   flagged by /v1/moderations
+  [[say:"json string"]]      answers with that text (in three chunks) instead of the usual one
 """
 from __future__ import annotations
 
@@ -111,6 +112,11 @@ class OpenAIStub:
                 yield _chunk(model, None, usage={"prompt_tokens": 50, "completion_tokens": 5, "total_tokens": 55})
                 return
             words = ANSWER
+            say = re.search(r'\[\[say:("(?:[^"\\]|\\.)*")\]\]', last)
+            if say:
+                text = json.loads(say.group(1))
+                third = max(1, len(text) // 3)
+                words = [text[:third], text[third:2 * third], text[2 * third:]]
             if drip:
                 words = [f"w{i} " for i in range(int(drip.group(1)))]
             for i, word in enumerate(words):
