@@ -195,7 +195,10 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
 
 
 class EdgeUvicornWorker(UvicornWorker):
-    """uvicorn's gunicorn worker with the protocol above, no `server` banner and no
-    WebSocket upgrades (neither API has one)."""
+    """uvicorn's gunicorn worker with the protocol above, no `server` banner, no WebSocket
+    upgrades (neither API has one), and no X-Forwarded-For rewriting of the client address:
+    uvicorn believed any value from a loopback peer ("999.1.1.1" became the client); the
+    app believes it only from TRUSTED_PROXIES (`Runtime.client_ip`)."""
 
-    CONFIG_KWARGS = {"loop": "auto", "http": EdgeHttpToolsProtocol, "ws": "none", "server_header": False}
+    CONFIG_KWARGS = {"loop": "auto", "http": EdgeHttpToolsProtocol, "ws": "none", "server_header": False,
+                     "proxy_headers": False}

@@ -146,7 +146,7 @@ class EdgeMiddleware:
             return None
         media = media_type_of(headers.get("content-type"))
         accepted = list(operation.source.get("requestBody", {}).get("content", {}))
-        if media not in accepted:
+        if media not in accepted or len(headers.getlist("content-type")) > 1:
             return self._error(api, 415, f"Content-Type must be {' or '.join(accepted)}.")
         codings = codings_of(headers.get("content-encoding"))
         supported = operation.ext("x-content-encodings") or []
@@ -182,11 +182,17 @@ class EdgeMiddleware:
         framing = scope["state"].get(EDGE_FRAMING_ERROR)
         if framing:
             raise self._error(api, 400, framing)
-        drop = (b"transfer-encoding", b"content-length", b"content-encoding") if codings else (
-            b"transfer-encoding", b"content-length")
+        drop = {b"transfer-encoding", b"content-length"} | ({b"content-encoding"} if codings else set())
+        replace = [(b"content-length", str(len(body)).encode())]
+        content_type = headers.get("content-type")
+        if content_type is not None:
+            # The media type in lower case, as connexion compares it (APPLICATION/JSON was a 500).
+            media, _, parameters = content_type.partition(";")
+            drop.add(b"content-type")
+            replace.append((b"content-type", (media.strip().lower() + (";" + parameters if parameters else ""))
+                            .encode("latin-1")))
         scope = dict(scope)
-        scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in drop] + [
-            (b"content-length", str(len(body)).encode())]
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in drop] + replace
         return scope, _replay(body, receive)
 
 
