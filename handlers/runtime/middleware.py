@@ -178,7 +178,9 @@ class EdgeMiddleware:
         except BodyTimeout:
             raise self._error(api, 408, "The request body did not arrive in time.") from None
         except BodyCorrupt as exc:
-            raise RequestValidationFailed({"body": [f"The {codings[0]} stream is corrupt: {exc}."]}) from None
+            if EDGE_FRAMING_ERROR not in scope["state"]:  # else the framing is what broke it
+                raise RequestValidationFailed({"body": [f"The {codings[0]} stream is corrupt: {exc}."]}) from None
+            body = b""
         framing = scope["state"].get(EDGE_FRAMING_ERROR)
         if framing:
             raise self._error(api, 400, framing)

@@ -141,6 +141,15 @@ add("framing-request-line-spaces", b"GET  /api/healthz  HTTP/1.1\r\nHost: x\r\n\
 add("framing-absolute-form", req("GET", "http://hostile.test/api/healthz"), {200}, "alpinechat")
 add("framing-asterisk-form", req("OPTIONS", "*"), {400, 404, 405, 422}, "alpinechat")
 add("framing-connect", req("CONNECT", "hostile.test:443"), {400, 404, 405, 422}, "alpinechat")
+# No upgrades here (uvicorn runs with ws="none"): the request is answered over HTTP/1.1.
+add("framing-upgrade-websocket", req("GET", "/api/healthz", ["Connection: Upgrade", "Upgrade: websocket",
+                                                             "Sec-WebSocket-Version: 13"]), {200, 400, 422},
+    "alpinechat")
+add("framing-upgrade-h2c", req("GET", "/api/v1/ingest/ping", [WP_AUTH, "Connection: Upgrade, HTTP2-Settings",
+                                                              "Upgrade: h2c", "HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA"]),
+    {200})
+add("framing-chunked-gzip-framing-broken", events(b"%x\r\n%s\r\nzz\r\n" % (20, gzip.compress(BATCH)[:20]),
+                                                  CHUNKED + ["Content-Encoding: gzip"]), {400})
 add("framing-expect-continue", events(BATCH, ["Expect: 100-continue"]), {202})
 add("framing-expect-unknown", events(BATCH, ["Expect: teapot"]), {202, 417})
 
