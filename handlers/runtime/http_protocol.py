@@ -66,10 +66,38 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head:
             self._head_bytes += len(data)
             self._head_started = True
-        super().data_received(data)
+        self._feed(data)
         if self._in_head and not self._refused and self._head_bytes > self.max_head_bytes:
             # A head still incomplete past the cap: refused before httptools buffers more.
             self._refuse(*self._head_too_large())
+
+    def _feed(self, data: bytes) -> None:
+        """uvicorn's data_received, except that an Upgrade is ignored (nothing is upgraded
+        here): httptools hands everything after such a request's head to the new
+        protocol, so the next pipelined request was lost, and so was a body."""
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.send_400_response("Invalid HTTP request received.")
+        except httptools.HttpParserUpgrade as upgrade:
+            rest = data[upgrade.args[0]:] if upgrade.args else b""
+            if any(name == b"transfer-encoding" or (name == b"content-length" and value.strip() not in (b"", b"0"))
+                   for name, value in self.headers or ()):
+                # Its body went with the upgrade: refuse the request rather than run it without.
+                if self.cycle is not None and not self.cycle.response_started:
+                    self.cycle.scope["state"][EDGE_REFUSAL] = (
+                        400, "A request with a body cannot ask for an Upgrade here; send it without one.")
+                    self.cycle.keep_alive = False
+                self._refused = True
+                return
+            self.parser = httptools.HttpRequestParser(self)
+            try:
+                self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+            except AttributeError:  # pragma: no cover - httptools < 0.6.3
+                pass
+            if rest:
+                self._feed(rest)
 
     def _head_too_large(self) -> tuple[int, str]:
         url = getattr(self, "url", b"")  # set when a message begins

@@ -148,6 +148,9 @@ add("framing-upgrade-websocket", req("GET", "/api/healthz", ["Connection: Upgrad
 add("framing-upgrade-h2c", req("GET", "/api/v1/ingest/ping", [WP_AUTH, "Connection: Upgrade, HTTP2-Settings",
                                                               "Upgrade: h2c", "HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA"]),
     {200})
+add("framing-upgrade-pipelined", req("GET", "/api/healthz", ["Connection: Upgrade", "Upgrade: h2c"])
+    + req("GET", "/api/healthz"), {200}, "alpinechat", responses=2)
+add("framing-upgrade-with-body", feedback(FEEDBACK, ["Connection: Upgrade", "Upgrade: h2c"]), {422}, "alpinechat")
 add("framing-chunked-gzip-framing-broken", events(b"%x\r\n%s\r\nzz\r\n" % (20, gzip.compress(BATCH)[:20]),
                                                   CHUNKED + ["Content-Encoding: gzip"]), {400})
 add("framing-expect-continue", events(BATCH, ["Expect: 100-continue"]), {202})

@@ -30,7 +30,13 @@ def test_uvicorn_still_has_each_overridden_method(name):
 
 
 def test_uvicorn_internals_the_protocol_calls():
-    assert callable(getattr(HttpToolsProtocol, "_start_asgi_task", None))
+    for name in ("_start_asgi_task", "_unset_keepalive_if_required"):
+        assert callable(getattr(HttpToolsProtocol, name, None)), name
+    # data_received is replaced by EdgeHttpToolsProtocol._feed: uvicorn's must still do only that.
+    source = inspect.getsource(HttpToolsProtocol.data_received)
+    for step in ("_unset_keepalive_if_required", "feed_data", "HttpParserError", "send_400_response",
+                 "HttpParserUpgrade"):
+        assert step in source, step
     cycle_params = set(inspect.signature(RequestResponseCycle.__init__).parameters)
     assert {"scope", "transport", "flow", "logger", "access_logger", "access_log", "default_headers",
             "message_event", "expect_100_continue", "keep_alive", "on_response"} <= cycle_params
