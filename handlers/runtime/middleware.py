@@ -69,11 +69,14 @@ class EdgeMiddleware:
         self.deadlines = BodyDeadlines(total=settings.body_timeout, idle=settings.body_idle_timeout)
 
     def _error(self, api, status: int, message: str, headers: dict[str, str] | None = None) -> ApiError:
+        if status == 400:
+            # Malformed requests get each API's malformed-input answer (400 invalid_body / 422).
+            return RequestValidationFailed({"request": [message]})
         if api is self.contracts.wepeople:
             code = "batch_too_large" if status == 413 else "invalid_body"
         else:
-            code = ALPINECHAT_EDGE_CODES.get(status, "bad_request")
-        return ApiError(status, code, message, headers=headers)
+            code = ALPINECHAT_EDGE_CODES[status]
+        return _api_error(status, code, message, headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -196,6 +199,12 @@ class EdgeMiddleware:
         scope = dict(scope)
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in drop] + replace
         return scope, _replay(body, receive)
+
+
+def _api_error(status: int, code: str, message: str, headers: dict[str, str] | None) -> ApiError:
+    """The one place the edge builds an ApiError (its constructor's signature is the
+    error mapping's business)."""
+    return ApiError(status, code, message, headers=headers)
 
 
 def _has_body(scope: Scope) -> bool:
