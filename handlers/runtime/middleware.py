@@ -130,9 +130,9 @@ class EdgeMiddleware:
             status, message = state[EDGE_REFUSAL]
             return self._error(api, status, message)
         path = scope["path"]
-        if "//" in path or _CONTROL.search(path):
-            # No operation's path has an empty segment or a control character in it
-            # (a slug or id never holds one).
+        if ("//" in path and api.owns(path)) or _CONTROL.search(path):
+            # No operation's path has an empty segment or a control character in it (a slug
+            # or id never holds one). (The docs pages redirect `//` to their own URLs.)
             return self._error(api, 404, f"No operation at {scope['method']} {path}.")
         hosts = [value for name, value in scope["headers"] if name == b"host"]
         if len(hosts) > 1:

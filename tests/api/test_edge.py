@@ -9,6 +9,7 @@ import zlib
 import pytest
 
 from handlers.runtime.cors import ChatbotCorsMiddleware
+from handlers.runtime.middleware import ALPINECHAT_EDGE_CODES
 from handlers.runtime.specs import load_contracts
 
 CONTRACTS = load_contracts(check_fresh=False)
@@ -48,6 +49,12 @@ def _assert_shape(operation, response):
     else:
         assert set(body) == {"error"}
     return body
+
+
+def test_the_edge_codes_are_alpinechat_codes_with_their_statuses():
+    codes = CONTRACTS.alpinechat.schema("Error")["properties"]["error"]["x-codes"]
+    for status, code in ALPINECHAT_EDGE_CODES.items():
+        assert codes[code]["status"] == status, code
 
 
 def test_every_body_operation_is_listed():
