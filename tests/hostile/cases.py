@@ -432,16 +432,16 @@ add("xff-huge", req("GET", "/api/healthz", ["X-Forwarded-For: " + ", ".join(["1.
 # HEADER_TIMEOUT=1.5, BODY_IDLE_TIMEOUT=1, BODY_TIMEOUT=3 (tests/hostile/conftest.py). Each client would take
 # tens of seconds to finish; the server must cut it within its deadline (plus scheduling slack).
 add("slow-headers", req("GET", "/api/healthz", ["X-Slow: " + "a" * 60]), {408}, "alpinechat",
-    byte_delay=0.25, cut_within=4)
+    byte_delay=0.25, cut_within=6)
 # Cut after a few bytes of the target ("GET /a"): the path is not known yet, so AlpineChat's shape (the default).
-add("slow-headers", req("GET", "/api/v1/ingest/ping", [WP_AUTH]), {408}, "alpinechat", byte_delay=0.25, cut_within=4)
+add("slow-headers", req("GET", "/api/v1/ingest/ping", [WP_AUTH]), {408}, "alpinechat", byte_delay=0.25, cut_within=6)
 add("slow-headers", req("GET", "/api/v1/ingest/ping", [WP_AUTH, "X-Slow: " + "a" * 40]), {408}, byte_delay=0.25,
-    slow_after=40, cut_within=4)
-add("slow-headers-then-nothing", b"GET /api/healthz HTTP/1.1\r\nHo", {408}, "alpinechat", cut_within=4)
-add("slow-idle-connection", b"", {CLOSED}, "alpinechat", cut_within=4)
+    slow_after=40, cut_within=6)
+add("slow-headers-then-nothing", b"GET /api/healthz HTTP/1.1\r\nHo", {408}, "alpinechat", cut_within=6)
+add("slow-idle-connection", b"", {CLOSED}, "alpinechat", cut_within=6)
 add("slow-body-trickle", events(BATCH), {408}, byte_delay=0.5, slow_after=len(events(BATCH)) - len(BATCH),
-    cut_within=6)
+    cut_within=8)
 add("slow-body-stalled", events(b'{"events": [', [f"Content-Length: {len(BATCH)}"], length=False), {408},
-    cut_within=5)
-add("slow-body-stalled", feedback(b'{"rat', ["Content-Length: 80"], length=False), {408}, "alpinechat", cut_within=5)
-add("slow-chunked-body", events(b"5\r\n{\"eve\r\n", CHUNKED), {408}, cut_within=5)
+    cut_within=8)
+add("slow-body-stalled", feedback(b'{"rat', ["Content-Length: 80"], length=False), {408}, "alpinechat", cut_within=8)
+add("slow-chunked-body", events(b"5\r\n{\"eve\r\n", CHUNKED), {408}, cut_within=8)
