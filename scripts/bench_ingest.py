@@ -9,7 +9,11 @@
    table with as many parallel connections as the server had workers (one commit per
    batch, like the server), and prints the mean rows/s and the ratio of the two.
 
-    scripts/bench-ingest [--workers 2] [--batches 300] [--connections 4] [--runs 3]
+    scripts/bench-ingest [--workers 2] [--batches 300] [--connections 4] [--runs 3] [--gzip]
+
+With --gzip each run measures a second phase on the same server with the same batches
+sent gzip-compressed (`Content-Encoding: gzip`, compressed once beforehand as an SDK
+would per batch), and prints it beside the plain one.
 
 Needs PostgreSQL (BENCH_DATABASE_URL, default the local `postgres` user) and Redis
 (BENCH_REDIS_URL, default redis://127.0.0.1:6379/14).
@@ -17,6 +21,7 @@ Needs PostgreSQL (BENCH_DATABASE_URL, default the local `postgres` user) and Red
 from __future__ import annotations
 
 import argparse
+import gzip
 import http.client
 import io
 import json
@@ -162,11 +167,15 @@ def stop_server(process: subprocess.Popen) -> None:
 # ── Load generator (a separate process) ──────────────────────────────────────
 
 
-def drive(port: int, key: str, batches: int, connections: int, warmup: int, out) -> None:
+def drive(port: int, key: str, batches: int, connections: int, warmup: int, out, compress: bool = False) -> None:
     """Sends `batches` requests over `connections` keep-alive connections; reports
     (elapsed seconds, accepted events, latencies) through the pipe."""
     bodies = [json.dumps({"events": make_batch(n)}).encode() for n in range(16)]
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    if compress:
+        bodies = [gzip.compress(body, 6) for body in bodies]
+        headers["Content-Encoding"] = "gzip"
+    out.send(statistics.mean(len(body) for body in bodies))
     latencies: list[float] = []
     accepted = 0
     failures: list[str] = []
@@ -240,11 +249,12 @@ def server_cpu(master: int) -> float:
     return sum(process_cpu(child) for child in children)
 
 
-def measure_server(port: int, key: str, batches: int, connections: int, master: int) -> dict:
+def measure_server(port: int, key: str, batches: int, connections: int, master: int, compress: bool = False) -> dict:
     receive, send = multiprocessing.Pipe(duplex=False)
     process = multiprocessing.get_context("spawn").Process(
-        target=drive, args=(port, key, batches, connections, 5, send))
+        target=drive, args=(port, key, batches, connections, 5, send, compress))
     process.start()
+    body_bytes = receive.recv()
     receive.recv()  # warm-up done
     cpu_before = server_cpu(master)
     elapsed, accepted, latencies, failures, client_cpu = receive.recv()
@@ -255,7 +265,7 @@ def measure_server(port: int, key: str, batches: int, connections: int, master: 
     latencies.sort()
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
     return {"events_per_s": accepted / elapsed, "p50_ms": pick(0.50), "p99_ms": pick(0.99),
-            "batches": len(latencies), "elapsed": elapsed,
+            "batches": len(latencies), "elapsed": elapsed, "body_kb": body_bytes / 1024,
             # CPU per measured batch: the workers' (all of them) and the load generator's.
             "server_cpu_ms": worker_cpu / max(1, batches) * 1000,
             "client_cpu_ms": client_cpu / max(1, batches) * 1000}
@@ -323,6 +333,8 @@ def main(argv=None) -> int:
     parser.add_argument("--connections", type=int, default=4, help="client keep-alive connections")
     parser.add_argument("--batches", type=int, default=300, help="measured requests per run")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--gzip", action="store_true",
+                        help="also measure gzip-compressed batches (a second phase per run, its own key)")
     parser.add_argument("--profile", metavar="FILE",
                         help="py-spy record one gunicorn worker during the first run (speedscope JSON)")
     args = parser.parse_args(argv)
@@ -332,7 +344,7 @@ def main(argv=None) -> int:
     url = create_database(base)
     try:
         org_id, app_id = seed(url)
-        server, served, copied = [], [], []
+        server, served, copied, zipped = [], [], [], []
         for run in range(1, args.runs + 1):
             key = new_key(url, app_id)
             before = copy_baseline(url, org_id, app_id, args.batches, args.workers)
@@ -340,6 +352,9 @@ def main(argv=None) -> int:
             profiler = start_profiler(process.pid, args.profile) if args.profile and run == 1 else None
             try:
                 result = measure_server(port, key, args.batches, args.connections, process.pid)
+                if args.gzip:  # a fresh key: the per-key limit (600/minute) would refuse the second phase
+                    zipped.append(measure_server(port, new_key(url, app_id), args.batches, args.connections,
+                                                 process.pid, compress=True))
             finally:
                 if profiler is not None:
                     profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
@@ -355,6 +370,11 @@ def main(argv=None) -> int:
                   f"(p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, {result['batches']} batches; "
                   f"CPU/batch server {result['server_cpu_ms']:.1f} ms, client {result['client_cpu_ms']:.1f} ms) | "
                   f"raw COPY {rows:,.0f} rows/s | ratio {result['events_per_s'] / rows:.2f}", flush=True)
+            if args.gzip:
+                z = zipped[-1]
+                print(f"       gzip: {z['events_per_s']:,.0f} events/s (p50 {z['p50_ms']:.1f} ms, p99 {z['p99_ms']:.1f} ms; "
+                      f"CPU/batch server {z['server_cpu_ms']:.1f} ms; body {z['body_kb']:.0f} KB "
+                      f"instead of {result['body_kb']:.0f} KB) | ratio {z['events_per_s'] / rows:.2f}", flush=True)
         median = statistics.median
         print(f"\nmedian of {args.runs} runs, {args.workers} workers, {BATCH}-event batches, "
               f"{args.connections} client connections:")
@@ -364,6 +384,12 @@ def main(argv=None) -> int:
               f"load generator {median(r['client_cpu_ms'] for r in server):.1f} ms")
         print(f"  raw COPY   : {median(copied):,.0f} rows/s on {args.workers} connections")
         print(f"  ratio      : {median(s / c for s, c in zip(served, copied)):.2f}")
+        if zipped:
+            print(f"  gzip       : {median(z['events_per_s'] for z in zipped):,.0f} accepted events/s; batch latency "
+                  f"p50 {median(z['p50_ms'] for z in zipped):.1f} ms, p99 {median(z['p99_ms'] for z in zipped):.1f} ms; "
+                  f"workers {median(z['server_cpu_ms'] for z in zipped):.1f} ms CPU/batch; "
+                  f"{median(z['body_kb'] for z in zipped):.0f} KB per batch on the wire; ratio "
+                  f"{median(z['events_per_s'] / c for z, c in zip(zipped, copied)):.2f}")
     finally:
         drop_database(url)
     return 0

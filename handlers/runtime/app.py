@@ -317,7 +317,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     for exc_type in (ProblemException, HTTPException, Exception):
         app.add_error_handler(exc_type, handle)
     app.add_middleware(EdgeMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
-                       contracts=contracts, renderer=runtime.renderer)
+                       contracts=contracts, renderer=runtime.renderer, settings=settings)
     # Inside the edge layer (responses get request ids), before routing (answers preflights).
     app.add_middleware(ChatbotCorsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
                        contracts=contracts, database=database, renderer=runtime.renderer)

@@ -36,6 +36,13 @@ class Settings:
     wsgi_threads: int = 10
     # Seconds a verified API key is trusted without a lookup (revocation takes this long).
     auth_cache_seconds: float = 5.0
+    # The edge (handlers/runtime/http_protocol.py, middleware.py): request head size and
+    # count caps, and deadlines for reading the head and the body (slow clients).
+    max_header_bytes: int = 32768
+    max_header_count: int = 100
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    body_idle_timeout: float = 10.0
     # Chat / LLM
     openai_api_key: str | None = None
     openai_base_url: str | None = None
@@ -71,6 +78,11 @@ class Settings:
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             wsgi_threads=int(env.get("WSGI_THREADS", "10")),
             auth_cache_seconds=float(env.get("AUTH_CACHE_SECONDS", "5")),
+            max_header_bytes=int(env.get("MAX_HEADER_BYTES", "32768")),
+            max_header_count=int(env.get("MAX_HEADER_COUNT", "100")),
+            header_timeout=float(env.get("HEADER_TIMEOUT", "10")),
+            body_timeout=float(env.get("BODY_TIMEOUT", "60")),
+            body_idle_timeout=float(env.get("BODY_IDLE_TIMEOUT", "10")),
             openai_api_key=env.get("OPENAI_API_KEY") or None,
             openai_base_url=env.get("OPENAI_BASE_URL") or None,
             openai_model=env.get("OPENAI_MODEL", "gpt-4o-mini"),

@@ -7,7 +7,8 @@ import multiprocessing
 import os
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
-worker_class = "uvicorn_worker.UvicornWorker"
+# uvicorn's worker with head limits and deadlines, no `server` banner (http_protocol.py).
+worker_class = "handlers.runtime.http_protocol.EdgeUvicornWorker"
 _default_workers = multiprocessing.cpu_count() * 2 if os.environ.get("REDIS_URL") else 1
 workers = int(os.environ.get("WEB_CONCURRENCY", _default_workers))
 # SSE streams stay open for the length of an answer.

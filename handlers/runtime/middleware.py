@@ -1,17 +1,41 @@
-"""The outermost ASGI layer: request ids, the WePeople version header, and body caps.
+"""The outermost ASGI layer: request ids, the WePeople version header, security headers,
+screening of the request line and headers, and reading the body (cap, deadlines,
+Content-Encoding).
 
-It runs before connexion's exception handling, so the errors it answers itself
-(oversized bodies) are rendered here with the same `ErrorRenderer`.
+It runs before connexion's exception handling, so the errors it answers itself are
+rendered here with the same `ErrorRenderer`; so are failures of the middlewares inside
+it (CORS), which connexion's handlers do not see. The HTTP protocol
+(`handlers/runtime/http_protocol.py`) hands the heads it refuses (too large, too slow,
+unparseable) to this layer as requests marked `EDGE_REFUSAL`, so that they too are
+answered in the API's shape with a request id.
 """
 from __future__ import annotations
 
+import logging
+import re
 import uuid
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from handlers.runtime.errors import ApiError, ErrorRenderer
+from handlers.runtime.body import (
+    BodyCorrupt, BodyDeadlines, BodyTimeout, BodyTooLarge, ClientGone, codings_of, read_body,
+)
+from handlers.runtime.config import Settings
+from handlers.runtime.errors import ApiError, ErrorRenderer, RequestValidationFailed
 from handlers.runtime.specs import Contracts
+
+log = logging.getLogger("edge")
+
+# scope["state"] keys set by the HTTP protocol: (status, message) of a refused head, and
+# the message of a body whose framing broke (bad chunk) after its request had started.
+EDGE_REFUSAL = "edge.refusal"
+EDGE_FRAMING_ERROR = "edge.framing_error"
+
+# AlpineChat's codes for the statuses the edge answers (WePeople has one code for them).
+ALPINECHAT_EDGE_CODES = {404: "not_found", 408: "request_timeout", 413: "payload_too_large",
+                         414: "uri_too_long", 415: "unsupported_media_type", 431: "headers_too_large"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def new_request_id() -> str:
@@ -25,71 +49,172 @@ def request_id_of(scope: Scope) -> str:
 def base_url_of(scope: Scope) -> str:
     headers = Headers(scope=scope)
     host = headers.get("host") or "{}:{}".format(*(scope.get("server") or ("localhost", 80)))
+    if _CONTROL.search(host) or "/" in host:
+        host = "{}:{}".format(*(scope.get("server") or ("localhost", 80)))
     return f"{scope.get('scheme', 'http')}://{host}"
 
 
+def media_type_of(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, *, contracts: Contracts, renderer: ErrorRenderer):
+    def __init__(self, app: ASGIApp, *, contracts: Contracts, renderer: ErrorRenderer,
+                 settings: Settings | None = None):
+        settings = settings or Settings()
         self.app = app
         self.contracts = contracts
         self.renderer = renderer
         self.api_version = contracts.wepeople.source["info"].get("x-api-version", contracts.wepeople.version)
+        self.deadlines = BodyDeadlines(total=settings.body_timeout, idle=settings.body_idle_timeout)
+
+    def _error(self, api, status: int, message: str, headers: dict[str, str] | None = None) -> ApiError:
+        if status == 400:
+            # Malformed requests get each API's malformed-input answer (400 invalid_body / 422).
+            return RequestValidationFailed({"request": [message]})
+        if api is self.contracts.wepeople:
+            code = "batch_too_large" if status == 413 else "invalid_body"
+        else:
+            code = ALPINECHAT_EDGE_CODES[status]
+        return _api_error(status, code, message, headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request_id = new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         api = self.contracts.for_path(scope["path"])
-        stamp = [("X-Request-Id", request_id)]
+        operation = None if _CONTROL.search(scope["path"]) else api.match(scope["method"], scope["path"])
+        stamp = [("X-Request-Id", request_id), ("X-Content-Type-Options", "nosniff")]
         if api is self.contracts.wepeople:
             stamp.append(("X-API-Version", self.api_version))
+        if operation is not None and operation.source.get("x-personal-data"):
+            # Spec-declared: these answers hold personal data (leads, conversations).
+            stamp.append(("Cache-Control", "no-store"))
+        started = False
 
         async def send_stamped(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = MutableHeaders(scope=message)
                 for name, value in stamp:
                     headers[name] = value
             await send(message)
 
-        operation = api.match(scope["method"], scope["path"])
-        cap = operation.max_body_bytes if operation else api.source.get("x-max-body-bytes")
+        body_pending = _has_body(scope)
+        try:
+            refusal = self._screen(scope, api, operation)
+            if refusal is not None:
+                raise refusal
+            if body_pending:
+                scope, receive = await self._read_body(scope, receive, api, operation)
+                body_pending = False
+            await self.app(scope, receive, send_stamped)
+        except ClientGone:
+            return
+        except Exception as exc:  # noqa: BLE001 - every failure gets the API's shape
+            if started:
+                raise
+            # An unread body leaves the connection unusable; so does a broken framing.
+            close = body_pending or EDGE_REFUSAL in state or EDGE_FRAMING_ERROR in state
+            await send_api_error(send_stamped, scope, self.renderer, api, exc,
+                                 {"Connection": "close"} if close else None)
+
+    def _screen(self, scope: Scope, api, operation) -> ApiError | None:
+        """What the request line and headers alone refuse."""
+        state = scope["state"]
+        if EDGE_REFUSAL in state:
+            status, message = state[EDGE_REFUSAL]
+            return self._error(api, status, message)
+        path = scope["path"]
+        if ("//" in path and api.owns(path)) or _CONTROL.search(path):
+            # No operation's path has an empty segment or a control character in it (a slug
+            # or id never holds one). (The docs pages redirect `//` to their own URLs.)
+            return self._error(api, 404, f"No operation at {scope['method']} {path}.")
+        hosts = [value for name, value in scope["headers"] if name == b"host"]
+        if len(hosts) > 1:
+            return self._error(api, 400, "The request has more than one Host header.")
+        if not _has_body(scope):
+            return None
         headers = Headers(scope=scope)
+        cap = self._cap(api, operation)
         declared = headers.get("content-length")
         if cap and declared is not None and declared.isdigit() and int(declared) > cap:
             # Refused from the header alone: nothing of the body is read.
-            await self._refuse_too_large(api, scope, send_stamped, cap)
-            return
-        if declared is None and "chunked" in headers.get("transfer-encoding", "").lower():
-            # Count a chunked body up to the cap, then hand it on with a Content-Length
-            # (connexion treats a body without one as missing).
-            body = bytearray()
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                body += message.get("body", b"")
-                if cap and len(body) > cap:
-                    await self._refuse_too_large(api, scope, send_stamped, cap)
-                    return
-                if not message.get("more_body", False):
-                    break
-            scope = dict(scope)
-            scope["headers"] = [
-                (k, v) for k, v in scope["headers"] if k.lower() not in (b"transfer-encoding", b"content-length")
-            ] + [(b"content-length", str(len(body)).encode())]
-            receive = _replay(bytes(body), receive)
-        await self.app(scope, receive, send_stamped)
+            return self._too_large(api, cap)
+        if operation is None or operation.request_schema is None:
+            return None
+        media = media_type_of(headers.get("content-type"))
+        accepted = list(operation.source.get("requestBody", {}).get("content", {}))
+        if media not in accepted or len(headers.getlist("content-type")) > 1:
+            return self._error(api, 415, f"Content-Type must be {' or '.join(accepted)}.")
+        codings = codings_of(headers.get("content-encoding"))
+        supported = operation.ext("x-content-encodings") or []
+        if len(codings) > 1 or any(coding not in supported for coding in codings):
+            listed = ", ".join([*supported, "identity"])
+            return self._error(api, 415, f"Content-Encoding must be one of: {listed}.",
+                               headers={"Accept-Encoding": listed})
+        return None
 
-    async def _refuse_too_large(self, api, scope: Scope, send: Send, cap: int) -> None:
-        error = ApiError("batch_too_large" if api is self.contracts.wepeople else "payload_too_large",
-                         f"The request body exceeds {cap} bytes.")
-        # The unread body makes the connection unusable.
-        await send_api_error(send, scope, self.renderer, api, error, {"Connection": "close"})
+    def _cap(self, api, operation) -> int | None:
+        return operation.max_body_bytes if operation else api.source.get("x-max-body-bytes")
+
+    def _too_large(self, api, cap: int) -> ApiError:
+        suffix = " (decompressed)" if api.source.get("x-content-encodings") else ""
+        return self._error(api, 413, f"The request body exceeds {cap} bytes{suffix}.")
+
+    async def _read_body(self, scope: Scope, receive: Receive, api, operation) -> tuple[Scope, Receive]:
+        """Reads the whole body within the cap and the deadlines, inflating a declared
+        coding, and hands it on with a Content-Length (connexion treats a body without
+        one as missing)."""
+        headers = Headers(scope=scope)
+        codings = codings_of(headers.get("content-encoding")) if operation and operation.request_schema else []
+        cap = self._cap(api, operation)
+        try:
+            body = await read_body(receive, cap=cap, coding=codings[0] if codings else None,
+                                   deadlines=self.deadlines)
+        except BodyTooLarge:
+            raise self._too_large(api, cap) from None
+        except BodyTimeout:
+            raise self._error(api, 408, "The request body did not arrive in time.") from None
+        except BodyCorrupt as exc:
+            if EDGE_FRAMING_ERROR not in scope["state"]:  # else the framing is what broke it
+                raise RequestValidationFailed({"body": [f"The {codings[0]} stream is corrupt: {exc}."]}) from None
+            body = b""
+        framing = scope["state"].get(EDGE_FRAMING_ERROR)
+        if framing:
+            raise self._error(api, 400, framing)
+        drop = {b"transfer-encoding", b"content-length"} | ({b"content-encoding"} if codings else set())
+        replace = [(b"content-length", str(len(body)).encode())]
+        content_type = headers.get("content-type")
+        if content_type is not None:
+            # The media type in lower case, as connexion compares it (APPLICATION/JSON was a 500).
+            media, _, parameters = content_type.partition(";")
+            drop.add(b"content-type")
+            replace.append((b"content-type", (media.strip().lower() + (";" + parameters if parameters else ""))
+                            .encode("latin-1")))
+        scope = dict(scope)
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in drop] + replace
+        return scope, _replay(body, receive)
 
 
-async def send_api_error(send: Send, scope: Scope, renderer: ErrorRenderer, api, error: ApiError,
+def _api_error(status: int, code: str, message: str, headers: dict[str, str] | None) -> ApiError:
+    """The one place the edge builds an ApiError (its constructor's signature is the
+    error mapping's business)."""
+    return ApiError(code, message, headers=headers, status=status)
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() not in (b"", b"0")):
+            return True
+    return False
+
+
+async def send_api_error(send: Send, scope: Scope, renderer: ErrorRenderer, api, error: Exception,
                          extra_headers: dict[str, str] | None = None) -> None:
     """Answers from an ASGI middleware with the API's one error mapping."""
     status, headers, body = renderer.render(
@@ -101,7 +226,7 @@ async def send_api_error(send: Send, scope: Scope, renderer: ErrorRenderer, api,
     await send({
         "type": "http.response.start",
         "status": status,
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "headers": [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()],
     })
     await send({"type": "http.response.body", "body": body})
 

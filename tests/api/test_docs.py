@@ -107,7 +107,7 @@ def test_error_pages_list_every_code_with_its_spec_status(client):
     for code, entry in codes.items():
         assert f'href="/docs/wepeople/errors/{code}"' in index
         assert f"HTTP {entry['status']}" in client.get(f"/docs/wepeople/errors/{code}").text
-    assert "HTTP 400, 404, 405, 415" in client.get("/docs/wepeople/errors/invalid_body").text
+    assert "HTTP 400, 404, 405, 408, 414, 415, 431" in client.get("/docs/wepeople/errors/invalid_body").text
     assert client.get("/docs/wepeople/errors/no_such_code").status_code == 404
     assert client.get("/docs/nowhere/").status_code == 404
 

@@ -117,7 +117,7 @@ SOURCES = {
 ERROR_TYPES = {"ApiError", "DomainError", "Rejection"}
 # Codes passed on, not written: the snapshot path re-raises a Rejection's code (those are
 # literals, checked here).
-DYNAMIC = {("models/ingest.py", "<ref.code>")}
+DYNAMIC = {("models/ingest.py", "<ref.code>"), ("handlers/runtime/middleware.py", "<code>")}
 
 
 def _owner(relative: str) -> tuple[str, ...]:

@@ -47,7 +47,7 @@ def test_offline_extractive_answer_streams_in_documented_order(client, make_chat
                                page_url="https://osttirol.example/umbal", language="de", page_context=context)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
-    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["cache-control"] == "no-store"  # x-personal-data: a conversation
     assert response.headers["x-accel-buffering"] == "no"
     kinds = types_of(events)
     assert kinds[0] == "rag" and kinds[-3:] == ["usage", "finish", "done"]
