@@ -26,6 +26,8 @@ from starlette.exceptions import HTTPException
 from handlers.runtime.config import Settings
 from handlers.runtime.cors import ChatbotCorsMiddleware
 from handlers.runtime.errors import ApiError, ErrorRenderer
+from handlers.runtime.failsafe import ErrorBoundaryMiddleware
+from handlers.runtime.health import HealthMiddleware
 from handlers.runtime.idempotency import Idempotency
 from handlers.runtime.ratelimit import RateLimiter
 from handlers.runtime.middleware import EdgeMiddleware, base_url_of, request_id_of
@@ -310,7 +312,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     contracts = load_contracts()
     if database is None:
         ensure_sqlite_parent(settings.database_url)
-        database = Database(settings.database_url, pool_size=settings.db_pool_size)
+        database = Database(settings.database_url, pool_size=settings.db_pool_size,
+                            connect_timeout=settings.db_connect_timeout, pool_timeout=settings.db_pool_timeout)
     runtime = Runtime(settings, contracts, database)
 
     app = connexion.FlaskApp(__name__)
@@ -348,10 +351,15 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         app.add_error_handler(exc_type, handle)
     app.add_middleware(EdgeMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
                        contracts=contracts, renderer=runtime.renderer)
+    # Renders what escapes the middlewares below it, outside connexion's exception handling.
+    app.add_middleware(ErrorBoundaryMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
+                       contracts=contracts, renderer=runtime.renderer)
     # Inside the edge layer (responses get request ids), before routing (answers preflights).
     app.add_middleware(ChatbotCorsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
                        contracts=contracts, database=database, renderer=runtime.renderer)
     # Inside exception handling, before routing: streams chat turns on the event loop.
     app.add_middleware(ChatStreamMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, runtime=runtime)
+    # The health probe on the event loop: it needs no WSGI thread (all may be stuck in an outage).
+    app.add_middleware(HealthMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, runtime=runtime)
     _add_documentation(app, runtime)
     return app

@@ -19,6 +19,7 @@ from connexion.exceptions import ProblemException
 from starlette.exceptions import HTTPException
 
 from handlers.runtime.specs import ApiSpec, Contracts
+from models import outage
 from models.errors import DomainError
 
 log = logging.getLogger("errors")
@@ -28,6 +29,14 @@ VALIDATION_MESSAGE = "The given data was invalid."
 
 # Domain and runtime raise the same error type; the name says where it is rendered.
 ApiError = DomainError
+
+
+def unavailable(wepeople: bool) -> ApiError:
+    """A dependency outage: 503 with Retry-After. WePeople's code enum has none of its
+    own for it; `internal_error` is its one server-side code (its x-codes entry says so)."""
+    return ApiError(503, "internal_error" if wepeople else "service_unavailable",
+                    f"The service is temporarily unavailable; retry in {outage.RETRY_AFTER_SECONDS} s.",
+                    headers={"Retry-After": str(outage.RETRY_AFTER_SECONDS)})
 
 
 class RequestValidationFailed(ApiError):
@@ -109,8 +118,15 @@ class ErrorRenderer:
         path: str = "",
     ) -> tuple[int, dict[str, str], bytes]:
         status = self.status_of(exc)
+        reason = outage.database_outage(exc) if status >= 500 else None
+        if reason:
+            # A known condition, logged once when it starts (no traceback per request).
+            outage.DATABASE.down(reason)
+            exc = unavailable(api is self.contracts.wepeople)
+            status = 503
         headers = dict(getattr(exc, "headers", None) or {})
-        if status >= 500:
+        deliberate = isinstance(exc, ApiError) and status == 503
+        if status >= 500 and not deliberate:
             log.error(
                 "unhandled error request_id=%s %s %s", request_id, method, path,
                 exc_info=(type(exc), exc, exc.__traceback__),
