@@ -124,6 +124,10 @@ def _contact(_dbapi_connection, _record) -> None:
     outage.DATABASE.up()
 
 
+def _committed(_connection) -> None:
+    outage.DATABASE.up()
+
+
 def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocommit: bool = False,
                 connect_timeout: float = 5, pool_timeout: float = 10, busy_timeout: float = 10) -> Engine:
     """`connect_timeout` (PostgreSQL): a server that does not answer fails the connection
@@ -138,6 +142,7 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocommit
         )
         event.listen(engine, "connect", functools.partial(_sqlite_pragmas, busy_ms=int(busy * 1000)))
         event.listen(engine, "connect", _contact)
+        event.listen(engine, "commit", _committed)
         return engine
     engine = create_engine(
         url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_timeout=pool_timeout,
@@ -147,6 +152,7 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocommit
     )
     _ping_when_in_doubt(engine)
     event.listen(engine, "connect", _contact)
+    event.listen(engine, "commit", _committed)
     return engine
 
 
@@ -154,9 +160,9 @@ class Database:
     """An engine and its session factory; one `Database` per process and URL."""
 
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False,
-                 connect_timeout: float = 5, pool_timeout: float = 10):
+                 connect_timeout: float = 5, pool_timeout: float = 10, busy_timeout: float = 10):
         self.url = url
-        timeouts = {"connect_timeout": connect_timeout, "pool_timeout": pool_timeout}
+        timeouts = {"connect_timeout": connect_timeout, "pool_timeout": pool_timeout, "busy_timeout": busy_timeout}
         self.engine = make_engine(url, pool_size=pool_size, echo=echo, **timeouts)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
         # For single reads outside a unit of work (every request's key lookup): on
