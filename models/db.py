@@ -124,7 +124,8 @@ def _contact(_dbapi_connection, _record) -> None:
     outage.DATABASE.up()
 
 
-def _committed(_connection) -> None:
+def _committed(_session) -> None:
+    # A transaction committed: the database answers (after an outage without new connections).
     outage.DATABASE.up()
 
 
@@ -142,7 +143,6 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocommit
         )
         event.listen(engine, "connect", functools.partial(_sqlite_pragmas, busy_ms=int(busy * 1000)))
         event.listen(engine, "connect", _contact)
-        event.listen(engine, "commit", _committed)
         return engine
     engine = create_engine(
         url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_timeout=pool_timeout,
@@ -152,7 +152,6 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocommit
     )
     _ping_when_in_doubt(engine)
     event.listen(engine, "connect", _contact)
-    event.listen(engine, "commit", _committed)
     return engine
 
 
@@ -165,6 +164,7 @@ class Database:
         timeouts = {"connect_timeout": connect_timeout, "pool_timeout": pool_timeout, "busy_timeout": busy_timeout}
         self.engine = make_engine(url, pool_size=pool_size, echo=echo, **timeouts)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self.Session, "after_commit", _committed)
         # For single reads outside a unit of work (every request's key lookup): on
         # PostgreSQL its own pool of autocommit connections, so a read is one round trip
         # (no BEGIN and ROLLBACK around it). SQLite: the engine itself.

@@ -31,10 +31,11 @@ VALIDATION_MESSAGE = "The given data was invalid."
 ApiError = DomainError
 
 
-def unavailable(wepeople: bool) -> ApiError:
-    """A dependency outage: 503 with Retry-After. WePeople's code enum has none of its
-    own for it; `internal_error` is its one server-side code (its x-codes entry says so)."""
-    return ApiError(503, "internal_error" if wepeople else "service_unavailable",
+def unavailable(api: ApiSpec) -> ApiError:
+    """A dependency outage, as the API's `x-unavailable` says: 503 with Retry-After (WePeople's
+    code enum has none of its own for it; its one server-side code, `internal_error`)."""
+    declared = api.source["x-unavailable"]
+    return ApiError(int(declared["status"]), declared["code"],
                     f"The service is temporarily unavailable; retry in {outage.RETRY_AFTER_SECONDS} s.",
                     headers={"Retry-After": str(outage.RETRY_AFTER_SECONDS)})
 
@@ -122,10 +123,10 @@ class ErrorRenderer:
         if reason:
             # A known condition, logged once when it starts (no traceback per request).
             outage.DATABASE.down(reason)
-            exc = unavailable(api is self.contracts.wepeople)
-            status = 503
+            exc = unavailable(api)
+            status = exc.status_code
         headers = dict(getattr(exc, "headers", None) or {})
-        deliberate = isinstance(exc, ApiError) and status == 503
+        deliberate = isinstance(exc, ApiError) and status == 503  # an outage, said so
         if status >= 500 and not deliberate:
             log.error(
                 "unhandled error request_id=%s %s %s", request_id, method, path,
