@@ -129,12 +129,30 @@ def _committed(_session) -> None:
     outage.DATABASE.up()
 
 
+def _statement_timeout(seconds: float):
+    """Sets PostgreSQL's statement_timeout on each new connection (a SET, not a startup
+    option: connection poolers such as PgBouncer refuse unknown startup options)."""
+
+    def on_connect(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SET statement_timeout = %s", (int(seconds * 1000),))
+        finally:
+            cursor.close()
+        if not dbapi_connection.autocommit:
+            dbapi_connection.commit()  # else the first rollback would undo the SET
+
+    return on_connect
+
+
 def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocommit: bool = False,
-                connect_timeout: float = 5, pool_timeout: float = 10, busy_timeout: float = 10) -> Engine:
+                connect_timeout: float = 5, pool_timeout: float = 10, busy_timeout: float = 10,
+                statement_timeout: float = 0) -> Engine:
     """`connect_timeout` (PostgreSQL): a server that does not answer fails the connection
     (and the request, 503) instead of hanging it. `pool_timeout`: how long a request
     waits for a pooled connection. `busy_timeout` (SQLite): how long a write waits for
-    the file's lock."""
+    the file's lock. `statement_timeout` (PostgreSQL, 0 = none): the longest a statement
+    may run or wait for a lock."""
     if url.startswith("sqlite"):
         busy = max(busy_timeout, 0.05)
         engine = create_engine(
@@ -151,6 +169,8 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocommit
         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
     _ping_when_in_doubt(engine)
+    if statement_timeout:
+        event.listen(engine, "connect", _statement_timeout(statement_timeout))
     event.listen(engine, "connect", _contact)
     return engine
 
@@ -159,9 +179,11 @@ class Database:
     """An engine and its session factory; one `Database` per process and URL."""
 
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False,
-                 connect_timeout: float = 5, pool_timeout: float = 10, busy_timeout: float = 10):
+                 connect_timeout: float = 5, pool_timeout: float = 10, busy_timeout: float = 10,
+                 statement_timeout: float = 0):
         self.url = url
-        timeouts = {"connect_timeout": connect_timeout, "pool_timeout": pool_timeout, "busy_timeout": busy_timeout}
+        timeouts = {"connect_timeout": connect_timeout, "pool_timeout": pool_timeout,
+                    "busy_timeout": busy_timeout, "statement_timeout": statement_timeout}
         self.engine = make_engine(url, pool_size=pool_size, echo=echo, **timeouts)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
         event.listen(self.Session, "after_commit", _committed)
@@ -197,9 +219,9 @@ class Database:
             return make_engine(self.url, pool_timeout=0.5, busy_timeout=0.5)
         engine = create_engine(
             self.url, pool_size=1, max_overflow=2, pool_timeout=0.5, pool_pre_ping=True,
-            isolation_level="AUTOCOMMIT",
-            connect_args={"connect_timeout": 2, "options": "-c statement_timeout=900"},
+            isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2},
         )
+        event.listen(engine, "connect", _statement_timeout(0.9))
         event.listen(engine, "connect", _contact)
         return engine
 

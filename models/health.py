@@ -17,7 +17,7 @@ from models import outage
 from models.db import Database, utcnow
 
 # Under a load balancer's usual 1-2 s probe timeout.
-DEADLINE_SECONDS = 0.8
+DEADLINE_SECONDS = 0.5
 
 
 class HealthProbe:

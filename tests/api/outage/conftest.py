@@ -111,10 +111,10 @@ def server_on():
     """Starts a uvicorn server process on a database URL; its log is `log()`."""
     started = []
 
-    def start(database_url: str) -> types.SimpleNamespace:
+    def start(database_url: str, **settings: str) -> types.SimpleNamespace:
         port = free_port()
         log_path = Path(tempfile.mkstemp(prefix="outage-server-", suffix=".log")[1])
-        env = dict(os.environ, DATABASE_URL=database_url, LOG_LEVEL="WARNING")
+        env = dict(os.environ, DATABASE_URL=database_url, LOG_LEVEL="WARNING", **settings)
         env.pop("REDIS_URL", None)
         log_file = open(log_path, "wb")
         process = subprocess.Popen(

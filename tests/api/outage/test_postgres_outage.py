@@ -126,3 +126,24 @@ def test_database_outage_mid_request(pg_cluster, server_on):
     assert log.count("database is back") == 1, log
     assert "Traceback" not in log, log
     http.close()
+
+
+def test_a_statement_past_db_statement_timeout_is_503_and_frees_its_key(pg_cluster, server_on):
+    """A database that answers but not in time (here: a lock held elsewhere)."""
+    database = Database(pg_cluster.url)
+    made = seed(database, ORIGIN)
+    database.dispose()
+    server = server_on(pg_cluster.url, DB_STATEMENT_TIMEOUT="1")
+    headers = {**made.headers, "Idempotency-Key": new_key()}
+    batch = {"events": [event(0)]}
+    locker = psycopg2.connect(_dsn(pg_cluster.url))
+    with httpx.Client(base_url=server.base, timeout=30) as http:
+        with locker.cursor() as cursor:
+            cursor.execute("LOCK TABLE ingest_events IN ACCESS EXCLUSIVE MODE")
+        _assert_wepeople_503(http.post(EVENTS, json=batch, headers=headers))
+        locker.rollback()
+        # The database was there to release the claim: the retry runs at once.
+        retried = http.post(EVENTS, json=batch, headers=headers)
+        assert retried.status_code == 202 and "Idempotent-Replayed" not in retried.headers
+    locker.close()
+    assert "Traceback" not in server.log()
