@@ -15,7 +15,7 @@ import select
 import uuid
 from typing import Annotated, Any, Iterator
 
-from sqlalchemy import JSON, DateTime, MetaData, String, Uuid, create_engine, event, exc
+from sqlalchemy import JSON, DateTime, MetaData, String, Uuid, create_engine, event, exc, make_url
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import psycopg2 as pg_psycopg2
 from sqlalchemy.engine import Connection, Engine
@@ -155,8 +155,9 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocommit
     may run or wait for a lock."""
     if url.startswith("sqlite"):
         busy = max(busy_timeout, 0.05)
+        in_memory = make_url(url).database in (None, "", ":memory:")  # one connection, no queue
         engine = create_engine(
-            url, echo=echo, pool_timeout=pool_timeout,
+            url, echo=echo, **({} if in_memory else {"pool_timeout": pool_timeout}),
             connect_args={"check_same_thread": False, "timeout": busy},
         )
         event.listen(engine, "connect", functools.partial(_sqlite_pragmas, busy_ms=int(busy * 1000)))
