@@ -64,15 +64,15 @@ DATABASE = DependencyState("database")
 
 def database_outage(error: BaseException | None) -> str | None:
     """A one-line reason when `error` (or an exception it was raised from or during)
-    says the database is unreachable or not answering; None for any other failure."""
-    seen = 0
+    says the database is unreachable or not answering; None for any other failure. The
+    earliest such exception of the chain names it best (a failed rollback on a connection
+    the server closed says less than the server's own message)."""
+    reason, seen = None, 0
     while error is not None and seen < 10:
-        reason = _outage_reason(error)
-        if reason:
-            return reason
+        reason = _outage_reason(error) or reason
         error = error.__cause__ or error.__context__
         seen += 1
-    return None
+    return reason
 
 
 def _outage_reason(error: BaseException) -> str | None:
