@@ -15,12 +15,14 @@ import select
 import uuid
 from typing import Annotated, Any, Iterator
 
-from sqlalchemy import JSON, DateTime, MetaData, String, Uuid, create_engine, event, exc
+from sqlalchemy import JSON, DateTime, MetaData, String, Uuid, create_engine, event, exc, make_url
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import psycopg2 as pg_psycopg2
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from models import outage
 
 
 class UTCDateTime(TypeDecorator):
@@ -81,11 +83,11 @@ Slug = Annotated[str, mapped_column(String(100), nullable=False)]
 Str200 = Annotated[str, mapped_column(String(200))]
 
 
-def _sqlite_pragmas(dbapi_connection, _record):
+def _sqlite_pragmas(dbapi_connection, _record, busy_ms: int = 10000):
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
@@ -117,33 +119,80 @@ def _ping_when_in_doubt(engine: Engine) -> None:
             raise exc.DisconnectionError(f"connection lost while pooled: {error}") from error
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocommit: bool = False) -> Engine:
+def _contact(_dbapi_connection, _record) -> None:
+    # A new connection is the database answering again after an outage.
+    outage.DATABASE.up()
+
+
+def _committed(_session) -> None:
+    # A transaction committed: the database answers (after an outage without new connections).
+    outage.DATABASE.up()
+
+
+def _statement_timeout(seconds: float):
+    """Sets PostgreSQL's statement_timeout on each new connection (a SET, not a startup
+    option: connection poolers such as PgBouncer refuse unknown startup options)."""
+
+    def on_connect(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SET statement_timeout = %s", (int(seconds * 1000),))
+        finally:
+            cursor.close()
+        if not dbapi_connection.autocommit:
+            dbapi_connection.commit()  # else the first rollback would undo the SET
+
+    return on_connect
+
+
+def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocommit: bool = False,
+                connect_timeout: float = 5, pool_timeout: float = 10, busy_timeout: float = 10,
+                statement_timeout: float = 0) -> Engine:
+    """`connect_timeout` (PostgreSQL): a server that does not answer fails the connection
+    (and the request, 503) instead of hanging it. `pool_timeout`: how long a request
+    waits for a pooled connection. `busy_timeout` (SQLite): how long a write waits for
+    the file's lock. `statement_timeout` (PostgreSQL, 0 = none): the longest a statement
+    may run or wait for a lock."""
     if url.startswith("sqlite"):
+        busy = max(busy_timeout, 0.05)
+        in_memory = make_url(url).database in (None, "", ":memory:")  # one connection, no queue
         engine = create_engine(
-            url, echo=echo, connect_args={"check_same_thread": False, "timeout": 10}
+            url, echo=echo, **({} if in_memory else {"pool_timeout": pool_timeout}),
+            connect_args={"check_same_thread": False, "timeout": busy},
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, busy_ms=int(busy * 1000)))
+        event.listen(engine, "connect", _contact)
         return engine
     engine = create_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_timeout=pool_timeout,
+        # libpq counts whole seconds, at least 2.
+        connect_args={"connect_timeout": max(2, round(connect_timeout))},
         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
     _ping_when_in_doubt(engine)
+    if statement_timeout:
+        event.listen(engine, "connect", _statement_timeout(statement_timeout))
+    event.listen(engine, "connect", _contact)
     return engine
 
 
 class Database:
     """An engine and its session factory; one `Database` per process and URL."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False):
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False,
+                 connect_timeout: float = 5, pool_timeout: float = 10, busy_timeout: float = 10,
+                 statement_timeout: float = 0):
         self.url = url
-        self.engine = make_engine(url, pool_size=pool_size, echo=echo)
+        timeouts = {"connect_timeout": connect_timeout, "pool_timeout": pool_timeout,
+                    "busy_timeout": busy_timeout, "statement_timeout": statement_timeout}
+        self.engine = make_engine(url, pool_size=pool_size, echo=echo, **timeouts)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self.Session, "after_commit", _committed)
         # For single reads outside a unit of work (every request's key lookup): on
         # PostgreSQL its own pool of autocommit connections, so a read is one round trip
         # (no BEGIN and ROLLBACK around it). SQLite: the engine itself.
         self.reader = self.engine if self.is_sqlite else make_engine(
-            url, pool_size=pool_size, echo=echo, autocommit=True)
+            url, pool_size=pool_size, echo=echo, autocommit=True, **timeouts)
 
     @property
     def is_sqlite(self) -> bool:
@@ -162,9 +211,32 @@ class Database:
         finally:
             session.close()
 
+    @functools.cached_property
+    def prober(self) -> Engine:
+        """The health probe's own connection: it never waits for the requests' pool, and
+        a server that does not answer fails it within about a second (PostgreSQL: connect
+        and statement timeouts; SQLite: a short busy timeout)."""
+        if self.is_sqlite:
+            return make_engine(self.url, pool_timeout=0.5, busy_timeout=0.5)
+        engine = create_engine(
+            self.url, pool_size=1, max_overflow=2, pool_timeout=0.5, pool_pre_ping=True,
+            isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2},
+        )
+        event.listen(engine, "connect", _statement_timeout(0.9))
+        event.listen(engine, "connect", _contact)
+        return engine
+
+    def ping(self) -> None:
+        """One round trip that reads the database (SQLite: its schema page), on the probe's
+        connection; raises when the database cannot answer."""
+        with self.prober.connect() as connection:
+            connection.exec_driver_sql("SELECT count(*) FROM sqlite_master" if self.is_sqlite else "SELECT 1")
+
     def dispose(self) -> None:
         self.engine.dispose()
         self.reader.dispose()
+        if "prober" in self.__dict__:
+            self.prober.dispose()
 
 
 class Prepared:

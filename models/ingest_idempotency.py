@@ -6,13 +6,20 @@ unique constraint makes exactly one concurrent request the owner. The owner stor
 response in the same transaction as its effects, so a replayed response always matches
 what was persisted. Used by handlers/runtime/idempotency.py for any operation that
 declares `x-idempotency`.
+
+A claim is held by a lease that its owner's process keeps renewing while the request
+runs (`renew`); a claim whose lease ran out (the worker died, or the request failed
+while the database was away and could not release it) is taken over by the next
+request. The owner's `complete` is fenced by its `claim_token`: an owner whose claim
+was taken over stores nothing, its transaction rolls back, and only one of them can
+ever commit the request's effects.
 """
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Integer, LargeBinary, String, UniqueConstraint, delete, select, update
+from sqlalchemy import Integer, LargeBinary, String, UniqueConstraint, and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -35,6 +42,27 @@ class IdempotencyRecord(Base):
     body: Mapped[bytes | None] = mapped_column(LargeBinary())
     created_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    # The owning request's own token, and until when its claim holds without renewal.
+    # NULL in claims written before leases existed (see LEGACY_LEASE).
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    lease_until: Mapped[dt.datetime | None]
+
+
+# How long a claim written before leases existed (no lease_until) holds.
+LEGACY_LEASE = dt.timedelta(seconds=120)
+
+
+def _lapsed(now: dt.datetime):
+    """Unfinished claims whose lease ran out: nobody is working on them any more."""
+    return IdempotencyRecord.status.is_(None) & or_(
+        IdempotencyRecord.lease_until <= now,
+        and_(IdempotencyRecord.lease_until.is_(None), IdempotencyRecord.created_at <= now - LEGACY_LEASE))
+
+
+def lapsed(record: IdempotencyRecord, now: dt.datetime | None = None) -> bool:
+    now = now or utcnow()
+    until = record.lease_until or record.created_at + LEGACY_LEASE
+    return record.status is None and until <= now
 
 
 def find(session: Session, owner: str, key: str) -> IdempotencyRecord | None:
@@ -43,20 +71,19 @@ def find(session: Session, owner: str, key: str) -> IdempotencyRecord | None:
 
 
 def claim(session: Session, owner: str, key: str, request_hash: str, window: dt.timedelta,
-          lease: dt.timedelta, now: dt.datetime | None = None) -> IdempotencyRecord | None:
-    """Tries to become the owner of (owner, key). Returns None when claimed, else the
-    existing live record. An expired record, or a claim whose owner stopped answering
-    for longer than `lease`, is taken over. The caller commits; on a conflict the
-    session's transaction is rolled back."""
+          lease: dt.timedelta, token: str, now: dt.datetime | None = None) -> IdempotencyRecord | None:
+    """Tries to become the owner of (owner, key) under `token`. Returns None when claimed,
+    else the existing live record. An expired record, or a claim whose lease ran out, is
+    taken over. The caller commits; on a conflict the session's transaction is rolled back."""
     now = now or utcnow()
     session.execute(delete(IdempotencyRecord).where(
         IdempotencyRecord.owner == owner, IdempotencyRecord.idempotency_key == key,
-        (IdempotencyRecord.expires_at <= now)
-        | (IdempotencyRecord.status.is_(None) & (IdempotencyRecord.created_at <= now - lease)),
+        (IdempotencyRecord.expires_at <= now) | _lapsed(now),
     ))
     try:
         session.add(IdempotencyRecord(owner=owner, idempotency_key=key, request_hash=request_hash,
-                                      created_at=now, expires_at=now + window))
+                                      created_at=now, expires_at=now + window,
+                                      claim_token=token, lease_until=now + lease))
         session.flush()
         return None
     except IntegrityError:
@@ -65,17 +92,30 @@ def claim(session: Session, owner: str, key: str, request_hash: str, window: dt.
         return find(session, owner, key)
 
 
-def complete(session: Session, owner: str, key: str, status: int, headers: dict[str, str], body: bytes) -> None:
-    session.execute(update(IdempotencyRecord).where(
+def renew(session: Session, tokens: list[str], lease: dt.timedelta, now: dt.datetime | None = None) -> int:
+    """Extends the leases of the claims in flight under `tokens`."""
+    result = session.execute(update(IdempotencyRecord).where(
+        IdempotencyRecord.claim_token.in_(tokens), IdempotencyRecord.status.is_(None),
+    ).values(lease_until=(now or utcnow()) + lease))
+    return result.rowcount
+
+
+def complete(session: Session, owner: str, key: str, token: str, status: int, headers: dict[str, str],
+             body: bytes) -> bool:
+    """Stores the response in the owner's transaction. False when the claim is no longer
+    this token's (it lapsed and was taken over): the caller must roll back its effects."""
+    result = session.execute(update(IdempotencyRecord).where(
         IdempotencyRecord.owner == owner, IdempotencyRecord.idempotency_key == key,
+        IdempotencyRecord.claim_token == token, IdempotencyRecord.status.is_(None),
     ).values(status=status, headers=headers, body=body))
+    return result.rowcount == 1
 
 
-def release(session: Session, owner: str, key: str) -> None:
+def release(session: Session, owner: str, key: str, token: str) -> None:
     """Gives up an unfinished claim (its request failed): a retry may run again."""
     session.execute(delete(IdempotencyRecord).where(
         IdempotencyRecord.owner == owner, IdempotencyRecord.idempotency_key == key,
-        IdempotencyRecord.status.is_(None)))
+        IdempotencyRecord.claim_token == token, IdempotencyRecord.status.is_(None)))
 
 
 def purge_expired(session: Session, now: dt.datetime | None = None, limit: int = 1000) -> int:

@@ -27,6 +27,7 @@ from handlers.runtime.config import Settings
 from handlers.runtime.cors import ChatbotCorsMiddleware
 from handlers.runtime.docs import add_documentation
 from handlers.runtime.errors import ApiError, ErrorRenderer
+from handlers.runtime.health import HealthMiddleware
 from handlers.runtime.idempotency import Idempotency
 from handlers.runtime.ratelimit import RateLimiter
 from handlers.runtime.middleware import EdgeMiddleware, base_url_of, request_id_of
@@ -279,7 +280,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     contracts = contracts or load_contracts()
     if database is None:
         ensure_sqlite_parent(settings.database_url)
-        database = Database(settings.database_url, pool_size=settings.db_pool_size)
+        database = Database(settings.database_url, pool_size=settings.db_pool_size,
+                            connect_timeout=settings.db_connect_timeout, pool_timeout=settings.db_pool_timeout,
+                            statement_timeout=settings.db_statement_timeout)
     runtime = Runtime(settings, contracts, database)
 
     app = connexion.FlaskApp(__name__)
@@ -323,6 +326,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                        contracts=contracts, database=database, renderer=runtime.renderer)
     # Inside exception handling, before routing: streams chat turns on the event loop.
     app.add_middleware(ChatStreamMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, runtime=runtime)
+    # The health probe on the event loop: it needs no WSGI thread (all may be stuck in an outage).
+    app.add_middleware(HealthMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, runtime=runtime)
     add_documentation(app, contracts, settings.public_base_url)
     add_widget_routes(app, runtime)
     return app

@@ -27,6 +27,12 @@ class Settings:
     database_url: str = dataclasses.field(default_factory=default_database_url)
     redis_url: str | None = None
     db_pool_size: int = 10
+    # PostgreSQL connect timeout and the wait for a pooled connection (seconds): a
+    # database that stops answering fails requests (503) instead of hanging them.
+    db_connect_timeout: float = 5.0
+    db_pool_timeout: float = 10.0
+    # PostgreSQL statement_timeout in seconds (0: the server's own setting).
+    db_statement_timeout: float = 0.0
     # Proxies whose X-Forwarded-For is believed (IPs or CIDRs); none by default.
     trusted_proxies: tuple[str, ...] = ()
     # Absolute base for links we hand out (docsUrl); the request's own base when unset.
@@ -73,6 +79,9 @@ class Settings:
             database_url=env.get("DATABASE_URL") or default_database_url(),
             redis_url=env.get("REDIS_URL") or None,
             db_pool_size=int(env.get("DB_POOL_SIZE", "10")),
+            db_connect_timeout=float(env.get("DB_CONNECT_TIMEOUT", "5")),
+            db_pool_timeout=float(env.get("DB_POOL_TIMEOUT", "10")),
+            db_statement_timeout=float(env.get("DB_STATEMENT_TIMEOUT", "0")),
             trusted_proxies=tuple(_list(env.get("TRUSTED_PROXIES"))),
             public_base_url=env.get("PUBLIC_BASE_URL") or None,
             log_level=env.get("LOG_LEVEL", "INFO").upper(),

@@ -24,6 +24,7 @@ from connexion.exceptions import ProblemException
 from starlette.exceptions import HTTPException
 
 from handlers.runtime.specs import ApiSpec, Contracts
+from models import outage
 from models.errors import DomainError
 
 log = logging.getLogger("errors")
@@ -40,6 +41,15 @@ class ApiError(DomainError):
                  status: int | None = None):
         super().__init__(code, message, headers=headers)
         self.status = status
+
+
+def unavailable(api: ApiSpec) -> ApiError:
+    """A dependency outage, as the API's `x-unavailable` says: 503 with Retry-After (WePeople's
+    code enum has none of its own for it; its one server-side code, `internal_error`)."""
+    declared = api.source["x-unavailable"]
+    return ApiError(declared["code"],
+                    f"The service is temporarily unavailable; retry in {outage.RETRY_AFTER_SECONDS} s.",
+                    headers={"Retry-After": str(outage.RETRY_AFTER_SECONDS)}, status=int(declared["status"]))
 
 
 class RequestValidationFailed(ApiError):
@@ -148,12 +158,19 @@ class ErrorRenderer:
         method: str = "",
         path: str = "",
     ) -> tuple[int, dict[str, str], bytes]:
+        if not isinstance(exc, DomainError):
+            reason = outage.database_outage(exc)
+            if reason:
+                # A known condition, logged once when it starts (no traceback per request).
+                outage.DATABASE.down(reason)
+                exc = unavailable(api)
         headers = dict(getattr(exc, "headers", None) or {})
         if api is self.contracts.wepeople:
             status, body = self._wepeople(api, exc, request_id, base_url, method, path)
         else:
             status, body = self._alpinechat(api, exc, method, path)
-        if status >= 500:
+        deliberate = isinstance(exc, ApiError) and status == 503  # an outage, said so
+        if status >= 500 and not deliberate:
             log.error(
                 "unhandled error request_id=%s %s %s", request_id, method, path,
                 exc_info=(type(exc), exc, exc.__traceback__),

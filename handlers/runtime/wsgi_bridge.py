@@ -19,6 +19,8 @@ import threading
 from a2wsgi import WSGIMiddleware
 from a2wsgi.wsgi import WSGIResponder
 
+from handlers.runtime.disconnect import STATE_KEY, DisconnectWatch
+
 
 class QueuedWSGIResponder(WSGIResponder):
     def __init__(self, app, executor, send_queue_size: int):
@@ -75,5 +77,10 @@ class QueuedWSGIMiddleware(WSGIMiddleware):
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
             responder = QueuedWSGIResponder(self.app, self.executor, self.send_queue_size)
-            return await responder(scope, receive, send)
+            # Lets a handler that waits notice its client leaving (handlers/runtime/disconnect.py).
+            watch = scope.setdefault("state", {})[STATE_KEY] = DisconnectWatch(receive, responder.loop)
+            try:
+                return await responder(scope, watch.receive, send)
+            finally:
+                watch.close()
         return await super().__call__(scope, receive, send)

@@ -117,7 +117,8 @@ SOURCES = {
 ERROR_TYPES = {"ApiError", "DomainError", "Rejection"}
 # Codes passed on, not written: the snapshot path re-raises a Rejection's code (those are
 # literals, checked here).
-DYNAMIC = {("models/ingest.py", "<ref.code>"), ("handlers/runtime/middleware.py", "<code>")}
+DYNAMIC = {("models/ingest.py", "<ref.code>"), ("handlers/runtime/middleware.py", "<code>"),
+           ("handlers/runtime/errors.py", "<declared['code']>")}
 
 
 def _owner(relative: str) -> tuple[str, ...]:
@@ -149,6 +150,14 @@ def _raised_codes() -> list[tuple[str, int, object, tuple[str, ...]]]:
                     code = candidate.value if literal else f"<{ast.unparse(candidate)}>"
                     found.append((relative, node.lineno, code, _owner(relative)))
     return found
+
+
+def test_each_contracts_outage_code_answers_its_outage_status():
+    """`x-unavailable` names the code of a dependency outage (raised dynamically above)."""
+    for api in load_contracts():
+        declared = api.source["x-unavailable"]
+        entry = error_codes(api)[declared["code"]]
+        assert int(declared["status"]) in [int(entry["status"]), *entry.get("alsoStatuses", [])], api.name
 
 
 def test_every_code_the_source_raises_has_a_status_in_its_contract():
