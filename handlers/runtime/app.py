@@ -10,7 +10,6 @@ import logging
 from pathlib import Path
 
 import connexion
-import redis as redis_lib
 from connexion import context as request_context
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionResponse
@@ -49,9 +48,12 @@ class Runtime:
         self.contracts = contracts
         self.database = database
         self.renderer = ErrorRenderer(contracts, settings.public_base_url)
-        self.redis = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=2) if settings.redis_url else None
         self.trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
-        self.limiter = RateLimiter(settings.redis_url)
+        self.limiter = RateLimiter(settings.redis_url, connect_timeout=settings.redis_connect_timeout,
+                                   read_timeout=settings.redis_read_timeout, cooldown=settings.redis_retry_seconds)
+        # The health probe pings the limiter's Redis: bounded timeouts, and while Redis is
+        # down (limits then count in memory) it answers at once.
+        self.redis = self.limiter.redis
 
     def limit_policy(self, operation: Operation):
         """The spec's rate limits for one operation, as a function of the request:
@@ -63,9 +65,9 @@ class Runtime:
             budgets = operation.api.source["x-limits"]["rateLimits"]
 
             def wepeople_policy(principal, client_ip, params):
-                # The headers speak of the key's budget: the organization's window is read
-                # back only when it refuses (check); on Redis one round trip for both.
-                per_key, per_org = self.limiter.hit_and_check(
+                # The headers speak of the key's budget. A request counts against the
+                # organization only if its key's limit allows it (one Redis round trip).
+                per_key, per_org = self.limiter.hit_all(
                     (budgets["perKey"], "wp-key", principal["key_id"]),
                     (budgets["perOrganization"], "wp-org", principal["organization_id"]))
                 if per_key.allowed and not per_org.allowed:
@@ -80,9 +82,7 @@ class Runtime:
         def identity_policy(principal, client_ip, params):
             identity = {"ip": client_ip, "chatbot": params.get("slug", "")}
             parts = [str(identity[name]) for name in declared["per"]]
-            # AlpineChat answers carry no X-RateLimit headers: the window is read back only
-            # to tell a refused caller when to retry (a round trip fewer per request).
-            return self.limiter.check(declared["limit"], operation.operation_id, *parts)
+            return self.limiter.hit(declared["limit"], operation.operation_id, *parts)
 
         return identity_policy
 

@@ -26,6 +26,11 @@ def default_database_url() -> str:
 class Settings:
     database_url: str = dataclasses.field(default_factory=default_database_url)
     redis_url: str | None = None
+    # Seconds a Redis connect / a Redis answer may take before Redis counts as down, and
+    # how long it is then left alone (limits count in process memory meanwhile).
+    redis_connect_timeout: float = 0.3
+    redis_read_timeout: float = 0.3
+    redis_retry_seconds: float = 2.0
     db_pool_size: int = 10
     # Proxies whose X-Forwarded-For is believed (IPs or CIDRs); none by default.
     trusted_proxies: tuple[str, ...] = ()
@@ -61,6 +66,9 @@ class Settings:
         values = dict(
             database_url=env.get("DATABASE_URL") or default_database_url(),
             redis_url=env.get("REDIS_URL") or None,
+            redis_connect_timeout=float(env.get("REDIS_CONNECT_TIMEOUT", "0.3")),
+            redis_read_timeout=float(env.get("REDIS_READ_TIMEOUT", "0.3")),
+            redis_retry_seconds=float(env.get("REDIS_RETRY_SECONDS", "2")),
             db_pool_size=int(env.get("DB_POOL_SIZE", "10")),
             trusted_proxies=tuple(_list(env.get("TRUSTED_PROXIES"))),
             public_base_url=env.get("PUBLIC_BASE_URL") or None,
