@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 
 from handlers.runtime.config import Settings
 from handlers.runtime.cors import ChatbotCorsMiddleware
+from handlers.runtime.documented import foreign_key_translation
 from handlers.runtime.errors import ApiError, ErrorRenderer
 from handlers.runtime.idempotency import Idempotency
 from handlers.runtime.ratelimit import RateLimiter
@@ -162,6 +163,7 @@ class HandlerResolver(Resolver):
         limited = bool(documented & {"429", "4XX", "DEFAULT"}) or "rate_limit" in wanted
         limit_policy = runtime.limit_policy(operation) if limited else None
         idempotency = Idempotency.for_operation(runtime.database, operation)
+        as_documented = foreign_key_translation(operation)
 
         @functools.wraps(handler)
         def unit_of_work(*args, **kwargs):
@@ -198,6 +200,8 @@ class HandlerResolver(Resolver):
                 if error.status_code == 429 and decision is not None and operation.api is runtime.contracts.wepeople:
                     # A quota 429 from the domain carries X-RateLimit-* like every other 429.
                     error.headers = {**decision.headers(), **error.headers}
+                if as_documented is not None:
+                    raise as_documented(error)
                 raise
             if cache_control:
                 result = conditional(result, cache_control)

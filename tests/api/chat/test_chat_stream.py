@@ -79,7 +79,8 @@ def test_scope_validation_and_access(client, make_chatbot, make_chat_key):
                            headers=bot.headers)
     assert too_long.status_code == 422 and "message" in too_long.json()["errors"]
     other = make_chatbot()
-    assert client.post(f"/api/chat/{other.slug}", json=body, headers=bot.headers).status_code == 403
+    foreign = client.post(f"/api/chat/{other.slug}", json=body, headers=bot.headers)
+    assert (foreign.status_code, foreign.json()) == (401, {"error": "unauthorized"})  # the contract lists no 403
     assert client.post("/api/chat/no-such-bot", json=body, headers=bot.headers).json() == {"error": "not_found"}
 
 
