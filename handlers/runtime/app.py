@@ -71,8 +71,9 @@ class Runtime:
                 per_key, per_org = self.limiter.hit_all(
                     (budgets["perKey"], "wp-key", principal["key_id"]),
                     (budgets["perOrganization"], "wp-org", principal["organization_id"]))
-                if per_key.allowed and not per_org.allowed:
-                    return dataclasses.replace(per_org, limit=per_key.limit, remaining=0)
+                if not per_org.allowed:  # the organization is full: retry when both have room
+                    return dataclasses.replace(per_org, limit=per_key.limit, remaining=0,
+                                               retry_after=max(per_key.retry_after, per_org.retry_after))
                 return per_key
 
             return wepeople_policy

@@ -194,6 +194,11 @@ class Breaker:
                 self.up, self._probing = True, False
                 log.warning("Redis answers again: rate limits are shared again")
 
+    def abandoned(self) -> None:
+        """A call ended without telling whether Redis works."""
+        with self._lock:
+            self._probing = False
+
     def failed(self, error: BaseException) -> bool:
         """Records a failure; True when it took Redis down (the first since it was up)."""
         with self._lock:
@@ -232,6 +237,9 @@ class GuardedRedis:
             if self.breaker.failed(error):
                 # Drop every pooled socket: a frozen Redis may still answer them late.
                 self.client.connection_pool.disconnect()
+            raise
+        except BaseException:
+            self.breaker.abandoned()  # not Redis failing: let the next caller probe
             raise
         self.breaker.succeeded()
         return result

@@ -8,6 +8,7 @@ import random
 import uuid
 
 import pytest
+import redis
 
 from handlers.runtime.ratelimit import RateLimiter, RedisDown
 from tests.throwaway_redis import needs_redis_server, throwaway_redis  # noqa: F401 (fixture)
@@ -164,3 +165,29 @@ def test_limits_count_in_memory_while_redis_fails_and_share_again_after(throwawa
     assert one.redis.up and two.redis.up and one.redis.ping()
     lines = _ratelimit_lines(caplog)[2:]
     assert lines == ["Redis answers again: rate limits are shared again"] * 2
+
+
+def test_a_redis_nobody_listens_on_is_skipped_during_its_cool_down(caplog):
+    from handlers.runtime.ratelimit import GuardedRedis
+    from tests.throwaway_redis import free_port
+
+    caplog.set_level(logging.WARNING, logger="ratelimit")
+    clock = Monotonic(0.0)
+    guarded = GuardedRedis(f"redis://127.0.0.1:{free_port()}/0", connect_timeout=0.3, read_timeout=0.3,
+                           cooldown=5.0, clock=clock)
+    with pytest.raises(redis.exceptions.ConnectionError) as refused:
+        guarded.ping()
+    assert not isinstance(refused.value, RedisDown) and not guarded.up
+    with pytest.raises(RedisDown):
+        guarded.ping()
+    clock.now += 6
+
+    def not_redis(client):
+        raise ValueError("a bug of ours, not Redis failing")
+
+    with pytest.raises(ValueError):  # the probe ended without an answer about Redis...
+        guarded.call(not_redis)
+    with pytest.raises(redis.exceptions.ConnectionError) as probed:  # ...so the next caller probes
+        guarded.ping()
+    assert not isinstance(probed.value, RedisDown)
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["Redis unreachable"]
