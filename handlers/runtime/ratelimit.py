@@ -235,8 +235,9 @@ class GuardedRedis:
             result = fn(self.client)
         except (redis.exceptions.RedisError, OSError) as error:
             if self.breaker.failed(error):
-                # Drop every pooled socket: a frozen Redis may still answer them late.
-                self.client.connection_pool.disconnect()
+                # Drop the idle pooled sockets (a frozen Redis may answer them late); those
+                # in use fail by their own timeout (closing them under a reader races).
+                self.client.connection_pool.disconnect(inuse_connections=False)
             raise
         except BaseException:
             self.breaker.abandoned()  # not Redis failing: let the next caller probe
