@@ -8,21 +8,22 @@ FORBIDDEN_RESPONSE = "#/components/responses/Forbidden"
 
 
 def foreign_key_translation(operation: Operation):
-    """A key of another tenant (or bound to another chatbot) is 403 `forbidden` where the
+    """A key of another tenant (or bound to another chatbot) is `forbidden` (403) where the
     operation lists AlpineChat's Forbidden response ("the key does not belong to this
     chatbot's tenant"). Elsewhere (leads, escalations, chat) the only listed refusal of a
     key is 401 Unauthorized ("no or invalid key, or missing scope"): the key is not valid
-    for this chatbot, so it is answered that way, as `unauthorized`. None when nothing
-    needs translating."""
+    for this chatbot, so it is answered as `unauthorized`. None when nothing needs it."""
     if operation.api.name != "alpinechat":
         return None
     forbidden = operation.source.get("responses", {}).get("403")
     if isinstance(forbidden, dict) and forbidden.get("$ref") == FORBIDDEN_RESPONSE:
         return None
+    codes = operation.api.schema("Error")["properties"]["error"]["x-codes"]
 
     def translate(error: ApiError) -> ApiError:
-        if error.status_code == 403 and error.code == "forbidden":
-            return ApiError(401, "unauthorized", error.message, headers=error.headers)
+        if error.code == "forbidden":
+            error.code = "unauthorized"  # the same refusal, named as this operation documents it
+            error.status_code = int(codes["unauthorized"]["status"])
         return error
 
     return translate
