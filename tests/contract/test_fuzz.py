@@ -59,12 +59,15 @@ def fuzz_tenants(app, database):
         bot = alpinechat.create_chatbot(s, tenant, unique("fuzz-bot"), "Fuzz Bot",
                                         widget_config={"widget": {"lead_capture": True}})
         _, chat_key = alpinechat.create_chat_key(s, tenant, ["*"])
-        knowledge.import_document(s, bot.id, source="umbal.md", title="Umbalfälle", text_=LONG_ANSWER,
+        # Its own chatbot: the fuzzed turns may have spent the other's hourly chat limit.
+        long_bot = alpinechat.create_chatbot(s, tenant, unique("fuzz-long-bot"), "Long Bot")
+        knowledge.import_document(s, long_bot.id, source="umbal.md", title="Umbalfälle", text_=LONG_ANSWER,
                                   language="de", url="https://osttirol.example/umbal")
         other_tenant = alpinechat.create_tenant(s, unique("fuzz-other"), "other@example.com")
         alpinechat.create_chatbot(s, other_tenant, unique("fuzz-other-bot"), "Other Bot")
         _, foreign_key = alpinechat.create_chat_key(s, other_tenant, ["*"])
-        return {"wepeople": wp_key, "alpinechat": chat_key, "foreign": foreign_key, "slug": bot.slug}
+        return {"wepeople": wp_key, "alpinechat": chat_key, "foreign": foreign_key, "slug": bot.slug,
+                "long_slug": long_bot.slug}
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +212,7 @@ def test_a_long_chat_stream_is_read_and_checked_to_its_end(alpinechat_schema, fu
     """The chat operation's streams are read past schemathesis's default of 20 events
     (max-stream-events in schemathesis.toml), and every event is checked."""
     operation = alpinechat_schema["/api/chat/{slug}"]["POST"]
-    case = operation.Case(path_parameters={"slug": fuzz_tenants["slug"]}, media_type="application/json",
+    case = operation.Case(path_parameters={"slug": fuzz_tenants["long_slug"]}, media_type="application/json",
                           body={"session_id": "fuzz-long-stream", "message": "Wie sind die Umbalfälle?"})
     response = case.call(headers={"Authorization": f"Bearer {fuzz_tenants['alpinechat']}"})
     events = [json.loads(data) for data in _sse_events(response.content)]
