@@ -95,6 +95,14 @@ def test_the_organization_is_spent_only_by_requests_its_key_allowed(limiter_on):
 
 
 @pytest.mark.skipif(not REDIS_URL, reason="needs TEST_REDIS_URL")
+def test_on_redis_its_own_clock_times_the_windows():
+    limiter, who = RateLimiter(REDIS_URL), uuid.uuid4().hex  # no clock given: Redis's TIME
+    decisions = [limiter.hit("2/hour", "redis-clock", who) for _ in range(3)]
+    assert [(d.allowed, d.remaining) for d in decisions] == [(True, 1), (True, 0), (False, 0)]
+    assert 3590 <= decisions[-1].retry_after <= 3600
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="needs TEST_REDIS_URL")
 def test_a_redis_that_forgot_the_script_loads_it_again():
     limiter, who = RateLimiter(REDIS_URL), uuid.uuid4().hex
     assert limiter.hit("2/hour", "script", who).allowed
