@@ -199,3 +199,18 @@ def test_a_redis_nobody_listens_on_is_skipped_during_its_cool_down(caplog):
         guarded.ping()
     assert not isinstance(probed.value, RedisDown)
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["Redis unreachable"]
+
+
+def test_memory_forgets_identities_whose_window_has_passed():
+    from handlers.runtime.ratelimit import MemoryWindows, rule_for
+
+    clock = Clock()
+    memory = MemoryWindows(clock)
+    for n in range(100):  # one request each from many visitors
+        memory.acquire([rule_for("5/minute", "visitor", str(n))])
+    clock.now += 30
+    memory.acquire([rule_for("5/hour", "steady", "one")])
+    assert len(memory._logs) == 101
+    clock.now += memory.SWEEP_SECONDS + 1  # past the minute windows, within the hour's
+    memory.acquire([rule_for("5/minute", "visitor", "new")])
+    assert set(memory._logs) == {rule_for("5/hour", "steady", "one").key, rule_for("5/minute", "visitor", "new").key}
