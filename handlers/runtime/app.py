@@ -8,7 +8,6 @@ import ipaddress
 import logging
 
 import connexion
-import redis as redis_lib
 import werkzeug.exceptions
 from connexion import context as request_context
 from connexion.exceptions import ProblemException
@@ -26,6 +25,7 @@ from werkzeug.routing import RequestRedirect
 from handlers.runtime.config import Settings
 from handlers.runtime.cors import ChatbotCorsMiddleware
 from handlers.runtime.docs import add_documentation
+from handlers.runtime.documented import foreign_key_translation
 from handlers.runtime.errors import ApiError, ErrorRenderer
 from handlers.runtime.health import HealthMiddleware
 from handlers.runtime.idempotency import Idempotency
@@ -53,9 +53,12 @@ class Runtime:
         self.contracts = contracts
         self.database = database
         self.renderer = ErrorRenderer(contracts, settings.public_base_url)
-        self.redis = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=2) if settings.redis_url else None
         self.trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
-        self.limiter = RateLimiter(settings.redis_url)
+        self.limiter = RateLimiter(settings.redis_url, connect_timeout=settings.redis_connect_timeout,
+                                   read_timeout=settings.redis_read_timeout, cooldown=settings.redis_retry_seconds)
+        # The health probe pings the limiter's Redis: bounded timeouts, and while Redis is
+        # down (limits then count in memory) it answers at once.
+        self.redis = self.limiter.redis
 
     def limit_policy(self, operation: Operation):
         """The spec's rate limits for one operation, as a function of the request:
@@ -67,13 +70,14 @@ class Runtime:
             budgets = operation.api.source["x-limits"]["rateLimits"]
 
             def wepeople_policy(principal, client_ip, params):
-                # The headers speak of the key's budget: the organization's window is read
-                # back only when it refuses (check); on Redis one round trip for both.
-                per_key, per_org = self.limiter.hit_and_check(
+                # The headers speak of the key's budget. A request counts against the
+                # organization only if its key's limit allows it (one Redis round trip).
+                per_key, per_org = self.limiter.hit_all(
                     (budgets["perKey"], "wp-key", principal["key_id"]),
                     (budgets["perOrganization"], "wp-org", principal["organization_id"]))
-                if per_key.allowed and not per_org.allowed:
-                    return dataclasses.replace(per_org, limit=per_key.limit, remaining=0)
+                if not per_org.allowed:  # the organization is full: retry when both have room
+                    return dataclasses.replace(per_org, limit=per_key.limit, remaining=0,
+                                               retry_after=max(per_key.retry_after, per_org.retry_after))
                 return per_key
 
             return wepeople_policy
@@ -84,9 +88,7 @@ class Runtime:
         def identity_policy(principal, client_ip, params):
             identity = {"ip": client_ip, "chatbot": params.get("slug", "")}
             parts = [str(identity[name]) for name in declared["per"]]
-            # AlpineChat answers carry no X-RateLimit headers: the window is read back only
-            # to tell a refused caller when to retry (a round trip fewer per request).
-            return self.limiter.check(declared["limit"], operation.operation_id, *parts)
+            return self.limiter.hit(declared["limit"], operation.operation_id, *parts)
 
         return identity_policy
 
@@ -166,6 +168,7 @@ class HandlerResolver(Resolver):
         limited = bool(documented & {"429", "4XX", "DEFAULT"}) or "rate_limit" in wanted
         limit_policy = runtime.limit_policy(operation) if limited else None
         idempotency = Idempotency.for_operation(runtime.database, operation)
+        as_documented = foreign_key_translation(operation)
 
         @functools.wraps(handler)
         def unit_of_work(*args, **kwargs):
@@ -203,6 +206,8 @@ class HandlerResolver(Resolver):
                         and runtime.renderer.status_for(operation.api, error.code) == 429):
                     # A quota 429 from the domain carries X-RateLimit-* like every other 429.
                     error.headers = {**decision.headers(), **error.headers}
+                if as_documented is not None:
+                    raise as_documented(error)
                 raise
             if cache_control:
                 result = conditional(result, cache_control)

@@ -26,6 +26,11 @@ def default_database_url() -> str:
 class Settings:
     database_url: str = dataclasses.field(default_factory=default_database_url)
     redis_url: str | None = None
+    # Seconds a Redis connect / a Redis answer may take before Redis counts as down, and
+    # how long it is then left alone (limits count in process memory meanwhile).
+    redis_connect_timeout: float = 0.3
+    redis_read_timeout: float = 0.3
+    redis_retry_seconds: float = 2.0
     db_pool_size: int = 10
     # PostgreSQL connect timeout and the wait for a pooled connection (seconds): a
     # database that stops answering fails requests (503) instead of hanging them.
@@ -78,6 +83,9 @@ class Settings:
         values = dict(
             database_url=env.get("DATABASE_URL") or default_database_url(),
             redis_url=env.get("REDIS_URL") or None,
+            redis_connect_timeout=float(env.get("REDIS_CONNECT_TIMEOUT", "0.3")),
+            redis_read_timeout=float(env.get("REDIS_READ_TIMEOUT", "0.3")),
+            redis_retry_seconds=float(env.get("REDIS_RETRY_SECONDS", "2")),
             db_pool_size=int(env.get("DB_POOL_SIZE", "10")),
             db_connect_timeout=float(env.get("DB_CONNECT_TIMEOUT", "5")),
             db_pool_timeout=float(env.get("DB_POOL_TIMEOUT", "10")),
