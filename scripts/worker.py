@@ -1,7 +1,7 @@
 """Delivery worker: sends the outbox's e-mails and webhooks, with retries and backoff.
 
     scripts/worker                 # loop: poll every --interval seconds until SIGTERM/SIGINT
-    scripts/worker --once          # attempt everything due now, print a summary, exit
+    scripts/worker --once          # attempt everything due now, sweep once, print a summary, exit
 
 Reads the same environment as the server (DATABASE_URL, SMTP_*, MAIL_FROM,
 WEBHOOK_ALLOW_PRIVATE, OUTBOX_LEASE_SECONDS, CHAT_*). Run as many as you like against the
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     policy = outbox.RetryPolicy(args.max_attempts, args.backoff, args.backoff_cap)
     database = Database(settings.database_url, pool_size=2)
-    counts = {"attempted": 0, "delivered": 0, "failed_attempts": 0}
+    counts = {"attempted": 0, "delivered": 0, "failed_attempts": 0, "reservations_settled": 0}
 
     def count(_delivery_id, outcome) -> None:
         counts["attempted"] += 1
@@ -75,12 +75,13 @@ def main(argv: list[str] | None = None) -> int:
             return
         next_sweep = time.monotonic() + chat_config.sweep_interval_seconds
         try:
-            reservations.sweep(database, chat_config)
+            counts["reservations_settled"] += reservations.sweep(database, chat_config)
         except Exception as exc:  # the database may be away for a moment; next time
             log.warning("chat reservation sweep failed: %s", exc)
 
     try:
         if args.once:
+            sweep()
             run()
             print(json.dumps(counts))
             return 0

@@ -143,7 +143,7 @@ class ChatStreamMiddleware:
         """Settles reservations of turns whose worker died, soon after start and then
         every `sweep_interval_seconds` (spread, so workers started together do not sweep
         together). Every worker of every host does it: the sweep is idempotent."""
-        await asyncio.sleep(random.uniform(1.0, 10.0))
+        await asyncio.sleep(random.uniform(0.0, min(10.0, engine_for(self.runtime).config.sweep_interval_seconds)))
         while True:
             engine = engine_for(self.runtime)
             try:

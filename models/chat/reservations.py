@@ -49,13 +49,15 @@ def sweep(database: Database, config: ChatConfig, *, now: dt.datetime | None = N
              .where(_PENDING, _MESSAGES.c.created_at < cutoff).limit(limit))
     if not database.is_sqlite:
         stale = stale.with_for_update(skip_locked=True)
+    settled = 0
     with database.unit_of_work() as session:
         connection = session.connection()
-        rows = connection.execute(stale).all()
-        if rows:
-            connection.execute(_SETTLE, [
-                {"message_id": row.id, "cost": config.prices.cost(row.model or "", row.prompt_tokens or 0, 0),
-                 "payload": {"error": ERROR}} for row in rows])
-    if rows:
-        log.warning("settled %d chat reservation(s) left by a worker that stopped", len(rows))
-    return len(rows)
+        # Row by row: each counts only if it was still pending (SQLite's sweepers may
+        # read the same rows before one of them writes). Rarely more than a few.
+        for row in connection.execute(stale).all():
+            settled += connection.execute(_SETTLE, {
+                "message_id": row.id, "cost": config.prices.cost(row.model or "", row.prompt_tokens or 0, 0),
+                "payload": {"error": ERROR}}).rowcount
+    if settled:
+        log.warning("settled %d chat reservation(s) left by a worker that stopped", settled)
+    return settled
