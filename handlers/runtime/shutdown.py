@@ -94,7 +94,10 @@ class Drain:
         if streams:
             log.warning("ending %d open chat stream(s) before the graceful timeout", len(streams))
         for end in streams:
-            end()
+            try:
+                end()
+            except Exception:  # one stream's failure must not keep the others open
+                log.exception("could not end a chat stream")
 
     def watch(self, end: Callable[[], None]) -> Callable[[], None]:
         """Registers a stream's `end` (called on the loop); returns its unregistration."""

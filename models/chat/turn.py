@@ -319,7 +319,10 @@ class Turn:
         self.interrupted = True
         deadline = self._deadline
         if deadline is not None and not deadline.expired():
-            deadline.reschedule(asyncio.get_running_loop().time())
+            try:
+                deadline.reschedule(asyncio.get_running_loop().time())
+            except RuntimeError:  # its block has just ended: the turn is finishing anyway
+                pass
 
     async def run(self, emit: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         """Hands the turn's ChatStreamEvent dicts to `emit`, in the documented order, up

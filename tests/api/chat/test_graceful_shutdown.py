@@ -215,3 +215,75 @@ def test_reservation_of_a_killed_worker_is_settled_by_the_servers_sweep(gunicorn
     # Settled to one prompt (its estimate), not the worst case.
     assert settled.cost_usd == pytest.approx(price.cost("stub-model", pending.prompt_tokens, 0))
     assert 0 < settled.cost_usd < pending.cost_usd
+
+
+# ── The turn's side, in process ──────────────────────────────────────────────
+
+
+def _run_turn(engine, plan, interrupt_after=None, interrupt_on=None):
+    """Runs the turn on a loop of its own; interrupted after `interrupt_after` text events
+    (0: before it starts), or on the first event of type `interrupt_on`."""
+    import asyncio
+
+    turn = engine.turn(plan)
+    events: list[dict] = []
+
+    async def emit(event):
+        events.append(event)
+        if event["type"] == "text" and sum(e["type"] == "text" for e in events) == interrupt_after:
+            turn.interrupt()
+        if event["type"] == interrupt_on:
+            turn.interrupt()
+
+    async def main():
+        if interrupt_after == 0:
+            turn.interrupt()
+        try:
+            await turn.run(emit)
+        finally:
+            await engine.providers.aclose()  # this loop's upstream clients
+
+    asyncio.run(main())
+    turn.finalize()
+    return turn, events
+
+
+def _prepare(engine, database, bot, message):
+    with database.unit_of_work() as s:
+        return engine.prepare(s, slug=bot.slug, principal={"tenant_id": str(bot.tenant_id), "chatbot_id": None},
+                              request={"session_id": f"sess-{uuid.uuid4().hex[:12]}", "message": message})
+
+
+def test_interrupted_turn_ends_with_the_documented_tail_and_is_settled(chat_engine, make_chatbot, database):
+    bot = make_chatbot(language="en")
+    plan = _prepare(chat_engine, database, bot, "Tell me everything [[drip:50:0.05]]")
+    turn, events = _run_turn(chat_engine, plan, interrupt_after=3)
+    assert types_of(events)[-4:] == ["error", "usage", "finish", "done"] and events[-2]["reason"] == "error"
+    assert events[-4]["message"] == chat_engine.localize("shutting_down", "en")
+    assert text_of(events) == "w0 w1 w2 "
+    with database.unit_of_work() as s:
+        stored = s.get(Message, plan.assistant_message_id)
+        assert (stored.content, stored.finish_reason, stored.cost_usd) == ("w0 w1 w2 ", "error", events[-3]["cost_usd"])
+    assert 0 < stored.cost_usd < plan.reservation_usd
+
+
+def test_turn_interrupted_before_the_provider_is_asked_costs_nothing(chat_engine, make_chatbot, database,
+                                                                    openai_stub):
+    bot = make_chatbot(language="de")
+    plan = _prepare(chat_engine, database, bot, "Früh beendet #early")
+    turn, events = _run_turn(chat_engine, plan, interrupt_after=0)
+    assert types_of(events) == ["error", "usage", "finish", "done"]
+    assert events[1] == {"type": "usage", "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+    assert openai_stub.calls_with("#early") == []
+    with database.unit_of_work() as s:
+        stored = s.get(Message, plan.assistant_message_id)
+        assert (stored.finish_reason, stored.cost_usd) == ("error", 0)
+
+
+def test_interrupt_after_the_answer_changes_nothing(chat_engine, make_chatbot, database):
+    bot = make_chatbot()
+    plan = _prepare(chat_engine, database, bot, "Kurz")
+    turn, events = _run_turn(chat_engine, plan, interrupt_on="usage")
+    assert events[-2] == {"type": "finish", "reason": "stop"} and "error" not in types_of(events)
+    with database.unit_of_work() as s:
+        assert s.get(Message, plan.assistant_message_id).finish_reason == "stop"

@@ -40,12 +40,13 @@ def test_worker_once_settles_stale_reservations_and_leaves_running_ones(chat_eng
                                       request={"session_id": "sess-running", "message": "Servus"})
     reserved = _message(database, stale.assistant_message_id)
     assert reserved.finish_reason is None and reserved.cost_usd == stale.reservation_usd > 0
-    with database.unit_of_work() as s:  # its worker died ten minutes ago
+    with database.unit_of_work() as s:  # its worker died a minute ago
         s.execute(update(Message).where(Message.id == stale.assistant_message_id)
-                  .values(created_at=utcnow() - dt.timedelta(minutes=10)))
+                  .values(created_at=utcnow() - dt.timedelta(minutes=1)))
 
+    # Stale after 30 s here (the sweepers of this run's live servers wait the default 180 s).
     env = {**os.environ, "DATABASE_URL": settings.database_url, "CHAT_PRICES": json.dumps(PRICES),
-           "LOG_LEVEL": "WARNING"}
+           "CHAT_RESERVATION_STALE_SECONDS": "30", "LOG_LEVEL": "WARNING"}
     result = subprocess.run([sys.executable, "-m", "scripts.worker", "--once"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -61,8 +62,9 @@ def test_worker_once_settles_stale_reservations_and_leaves_running_ones(chat_eng
     assert expected < stale.reservation_usd  # the budget gets the worst case back
 
     # Idempotent: a second sweep changes nothing it settled.
-    reservations.sweep(database, chat_config())
-    assert _message(database, stale.assistant_message_id).cost_usd == expected
+    reservations.sweep(database, chat_config(reservation_stale_seconds=30))
+    again = _message(database, stale.assistant_message_id)
+    assert (again.finish_reason, again.cost_usd) == (reservations.INTERRUPTED, expected)
 
 
 def test_concurrent_sweepers_settle_each_reservation_once(fresh_database_url):
