@@ -115,5 +115,10 @@ DRAIN = Drain()
 
 
 def configure_from_gunicorn(worker) -> None:
-    """gunicorn's `post_worker_init` hook: the worker's real graceful timeout."""
-    DRAIN.graceful_timeout = float(worker.cfg.graceful_timeout)
+    """gunicorn's `post_worker_init` hook: the worker's real graceful timeout. A stopping
+    uvicorn worker stops its heartbeat, so on a reload (the master keeps running) it is
+    killed after the worker `timeout` if that comes first."""
+    limits = [float(worker.cfg.graceful_timeout)]
+    if worker.cfg.timeout:
+        limits.append(float(worker.cfg.timeout))
+    DRAIN.graceful_timeout = min(limits)

@@ -61,7 +61,8 @@ class Gunicorn:
         self.log = log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "handlers/runtime/gunicorn_conf.py"),
-             "handlers.runtime.asgi:app"], cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+             "handlers.runtime.asgi:app"], cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True)  # its own process group: stop() ends the workers too
         self.log_path = log_path
         deadline = time.monotonic() + 60
         while True:
@@ -80,9 +81,21 @@ class Gunicorn:
         return [int(pid) for pid in children]
 
     def stop(self) -> None:
+        # The uvicorn worker does not notice its master's death: a killed master would
+        # leave its workers running. So: the master's graceful stop, then the whole group.
         if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+            self.process.terminate()
+            try:
+                self.process.wait(GRACEFUL_TIMEOUT + 5)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.process:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if self.process.poll() is None:
+                self.process.wait(10)
         self.log.close()
 
 
