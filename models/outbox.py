@@ -267,8 +267,12 @@ def deliver(database: Database, delivery_id: uuid.UUID, settings: Settings, *, w
         delivery = session.get(Delivery, delivery_id)
         if delivery is None or delivery.status != "pending" or (token and delivery.leased_by != token):
             return None  # delivered meanwhile, or our lease ran out and another worker has it
-        if delivery.attempts >= policy.max_attempts:
-            # Its attempts ended with their workers (an unknown outcome each time).
+        if delivery.attempts >= policy.max_attempts and session.scalar(
+                select(DeliveryAttempt.outcome).where(DeliveryAttempt.delivery_id == delivery_id)
+                .order_by(DeliveryAttempt.number.desc()).limit(1)) == "unknown":
+            # Out of attempts, the last one ended with its worker: perhaps the delivery is
+            # what kills them. (Attempts that failed normally were judged when recorded; a
+            # requeued delivery gets its extra attempt.)
             delivery.status, delivery.lease_until, delivery.leased_by = "failed", None, None
             delivery.last_error = UNKNOWN_OUTCOME
             log.warning("delivery %s failed: %d attempts, the last ones of unknown outcome", delivery_id,

@@ -173,3 +173,22 @@ def test_a_stopping_worker_gives_back_the_rest_of_its_batch(outbox_world):
         # Not held for the 60 s lease: due again for any worker now.
         assert [(d.status, d.leased_by, d.lease_until, d.attempts) for d in rest] == [("pending", None, None, 0)] * 2
     assert len(outbox.claim(world.database, "next", now=utcnow())) == 2
+
+
+def test_a_delivery_whose_workers_keep_dying_fails_after_its_attempts(outbox_world):
+    world = outbox_world
+    policy = outbox.RetryPolicy(max_attempts=3)
+    settings = dataclasses.replace(Settings.from_env({}), database_url=world.url, webhook_allow_private=True)
+    world.receiver.release.set()
+    poison, requeued = world.queue(2)
+    with world.database.unit_of_work() as s:
+        for delivery_id, outcome in ((poison, "unknown"), (requeued, "failed")):
+            s.get(outbox.Delivery, delivery_id).attempts = 3
+            for number in (1, 2, 3):
+                s.add(outbox.DeliveryAttempt(delivery_id=delivery_id, number=number, worker="gone",
+                                             started_at=utcnow(), outcome=outcome))
+    outbox.run_once(world.database, settings, worker="w", policy=policy)
+    assert _attempts(world.database, poison)[0] == "failed"  # not sent a fourth time
+    assert world.receiver.requests == [f"msg_{requeued.hex}"]  # a requeued one gets its extra attempt
+    status, _, attempts = _attempts(world.database, requeued)
+    assert status == "delivered" and attempts[-1][:3] == (4, "w", "delivered")
