@@ -65,6 +65,12 @@ class Message(Base):
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
 
 
+# Turns still running (their reservation pending), for the sweep of those whose worker
+# died (models/chat/reservations.py): small, whatever the size of the table.
+_PENDING_TURN = (Message.role == "assistant") & Message.finish_reason.is_(None)
+Index("ix_messages_pending_turns", Message.created_at, postgresql_where=_PENDING_TURN, sqlite_where=_PENDING_TURN)
+
+
 def get_or_create_conversation(
     session: Session, chatbot_id: uuid.UUID, session_id: str, *, language: str | None = None,
     page_url: str | None = None,

@@ -58,6 +58,7 @@ def attempt_row(attempt: outbox.DeliveryAttempt) -> dict[str, Any]:
     return {
         "number": attempt.number,
         "started_at": attempt.started_at.isoformat(),
+        "outcome": attempt.outcome,  # sending, delivered, failed, unknown (its worker stopped mid-send)
         "duration_ms": attempt.duration_ms,
         "ok": attempt.ok,
         "status_code": attempt.status_code,

@@ -1,11 +1,13 @@
 """Delivery worker: sends the outbox's e-mails and webhooks, with retries and backoff.
 
     scripts/worker                 # loop: poll every --interval seconds until SIGTERM/SIGINT
-    scripts/worker --once          # attempt everything due now, print a summary, exit
+    scripts/worker --once          # attempt everything due now, sweep once, print a summary, exit
 
 Reads the same environment as the server (DATABASE_URL, SMTP_*, MAIL_FROM,
-WEBHOOK_ALLOW_PRIVATE). Run as many as you like against the same database: each
-delivery is leased to one worker at a time (see models/outbox.py).
+WEBHOOK_ALLOW_PRIVATE, OUTBOX_LEASE_SECONDS, CHAT_*). Run as many as you like against the
+same database: each delivery is leased to one worker at a time (see models/outbox.py).
+The loop also settles chat cost reservations left by server workers that died
+(models/chat/reservations.py), every CHAT_SWEEP_SECONDS.
 """
 from __future__ import annotations
 
@@ -17,9 +19,12 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 from handlers.runtime.config import Settings
 from models import outbox
+from models.chat import reservations
+from models.chat.config import ChatConfig
 from models.db import Database
 
 log = logging.getLogger("worker")
@@ -36,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds before the first retry; doubles per attempt")
     parser.add_argument("--backoff-cap", type=float, default=defaults.cap_seconds)
     parser.add_argument("--worker-id", default=f"{socket.gethostname()}:{os.getpid()}")
+    parser.add_argument("--lease", type=float,
+                        default=float(os.environ.get("OUTBOX_LEASE_SECONDS", outbox.DEFAULT_LEASE_SECONDS)),
+                        help="seconds a claimed delivery stays this worker's without renewal (renewed every "
+                             "third of it while working): a dead worker's deliveries are taken over after it")
     return parser
 
 
@@ -45,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     policy = outbox.RetryPolicy(args.max_attempts, args.backoff, args.backoff_cap)
     database = Database(settings.database_url, pool_size=2)
-    counts = {"attempted": 0, "delivered": 0, "failed_attempts": 0}
+    counts = {"attempted": 0, "delivered": 0, "failed_attempts": 0, "reservations_settled": 0}
 
     def count(_delivery_id, outcome) -> None:
         counts["attempted"] += 1
@@ -55,10 +64,24 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         return outbox.run_once(database, settings, worker=args.worker_id, limit=args.batch, policy=policy,
-                               on_outcome=count, should_stop=stop.is_set)
+                               on_outcome=count, should_stop=stop.is_set, lease_seconds=args.lease)
+
+    chat_config = ChatConfig.from_env()
+    next_sweep = time.monotonic()
+
+    def sweep() -> None:
+        nonlocal next_sweep
+        if chat_config.sweep_interval_seconds <= 0 or time.monotonic() < next_sweep:
+            return
+        next_sweep = time.monotonic() + chat_config.sweep_interval_seconds
+        try:
+            counts["reservations_settled"] += reservations.sweep(database, chat_config)
+        except Exception as exc:  # the database may be away for a moment; next time
+            log.warning("chat reservation sweep failed: %s", exc)
 
     try:
         if args.once:
+            sweep()
             run()
             print(json.dumps(counts))
             return 0
@@ -66,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signum, lambda *_: stop.set())
         log.info("worker %s polling every %.1fs", args.worker_id, args.interval)
         while not stop.is_set():
+            sweep()
             try:
                 tried = run()
             except Exception:  # the database may be away for a moment; keep polling

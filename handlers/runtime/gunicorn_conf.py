@@ -13,7 +13,9 @@ _default_workers = multiprocessing.cpu_count() * 2 if os.environ.get("REDIS_URL"
 workers = int(os.environ.get("WEB_CONCURRENCY", _default_workers))
 # SSE streams stay open for the length of an answer.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
-graceful_timeout = 30
+# After SIGTERM a worker finishes its requests for this long, then is killed; chat
+# streams still open CHAT_SHUTDOWN_MARGIN_SECONDS before that end cleanly (shutdown.py).
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
 keepalive = 5
 accesslog = "-"
 errorlog = "-"
@@ -21,3 +23,10 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # gunicorn 27's control socket lives at one fixed path per user: several servers on a
 # host (workers of other deployments, test servers) would fight over it.
 control_socket_disable = True
+
+
+def post_worker_init(worker):
+    # The app learns the real graceful timeout (also one given on the command line).
+    from handlers.runtime.shutdown import configure_from_gunicorn
+
+    configure_from_gunicorn(worker)

@@ -12,17 +12,23 @@ The stream: `Content-Type: text/event-stream`, `Cache-Control: no-cache`,
 `X-Accel-Buffering: no` (nginx must not buffer), one `data: {json}` per event, and a
 `: keep-alive` comment whenever the turn is quiet for `CHAT_KEEPALIVE_SECONDS`.
 A client that goes away cancels the turn; what was answered so far is still stored.
+A worker told to stop ends its streams shortly before it is killed
+(handlers/runtime/shutdown.py), and each worker sweeps the reservations of turns whose
+worker died (models/chat/reservations.py) at start and every `CHAT_SWEEP_SECONDS`.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 
 import anyio
 import orjson
 from flask import Response, current_app
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from handlers.runtime.shutdown import DRAIN
+from models.chat import reservations
 from models.chat.config import ChatConfig
 from models.chat.turn import ChatEngine, ClientGone, Localizer, Turn
 
@@ -99,6 +105,7 @@ class ChatStreamMiddleware:
     def __init__(self, app: ASGIApp, runtime):
         self.app = app
         self.runtime = runtime
+        self._sweeper: asyncio.Task | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -126,7 +133,14 @@ class ChatStreamMiddleware:
         # The SDK clients' connection pools belong to this loop: closed before it ends.
         async def receive_closing() -> Message:
             message = await receive()
+            if message["type"] == "lifespan.startup":
+                config = engine_for(self.runtime).config
+                DRAIN.install(graceful_timeout=config.graceful_timeout_seconds, margin=config.shutdown_margin_seconds)
+                if config.sweep_interval_seconds > 0:
+                    self._sweeper = asyncio.get_running_loop().create_task(self._sweep_reservations())
             if message["type"] == "lifespan.shutdown":
+                if self._sweeper is not None:
+                    self._sweeper.cancel()
                 engine = self.runtime.__dict__.get("chat_engine")
                 if engine is not None:
                     try:
@@ -136,6 +150,19 @@ class ChatStreamMiddleware:
             return message
 
         return receive_closing
+
+    async def _sweep_reservations(self) -> None:
+        """Settles reservations of turns whose worker died, soon after start and then
+        every `sweep_interval_seconds` (spread, so workers started together do not sweep
+        together). Every worker of every host does it: the sweep is idempotent."""
+        await asyncio.sleep(random.uniform(0.0, min(10.0, engine_for(self.runtime).config.sweep_interval_seconds)))
+        while True:
+            engine = engine_for(self.runtime)
+            try:
+                await anyio.to_thread.run_sync(reservations.sweep, engine.database, engine.config)
+            except Exception as exc:  # the database may be away; the next sweep retries
+                log.warning("chat reservation sweep failed: %s", exc)
+            await asyncio.sleep(engine.config.sweep_interval_seconds * random.uniform(0.8, 1.2))
 
 
 # Events a turn emits back to back up to `done`, with nothing awaited between them: held
@@ -206,11 +233,19 @@ async def stream_turn(turn: Turn, receive: Receive, send: Send) -> None:
             if message["type"] == "http.disconnect":
                 return
 
+    def end_for_shutdown() -> None:
+        # The turn ends itself with its events; a visitor who does not read them by half
+        # the margin is given up on, so the turn is still stored before the kill.
+        turn.interrupt()
+        loop.call_later(turn.engine.config.shutdown_margin_seconds / 2, run_task.cancel)
+
     gone = False
     keepalive_handle = None
+    unwatch = None
     try:
         await send({"type": "http.response.start", "status": 200, "headers": stream_headers(turn)})
         run_task = loop.create_task(turn.run(emit))
+        unwatch = DRAIN.watch(end_for_shutdown)
         watch_task = loop.create_task(watch())
         keepalive_handle = loop.call_at(last_write + keepalive_seconds, tick)
         try:
@@ -236,6 +271,8 @@ async def stream_turn(turn: Turn, receive: Receive, send: Send) -> None:
     except OSError:
         turn.disconnected()
     finally:
+        if unwatch is not None:
+            unwatch()
         # Stored even when the client left or the loop is shutting this task down.
         with anyio.CancelScope(shield=True):
             try:

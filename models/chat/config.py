@@ -66,6 +66,20 @@ class ChatConfig:
     # "none" (the card says so) or "open-meteo".
     weather_provider: str = "none"
     weather_timeout_seconds: float = 5.0
+    # Graceful stop: streams still open this long before the server's graceful timeout
+    # (gunicorn's graceful_timeout; GRACEFUL_TIMEOUT when not run by gunicorn) end with
+    # `error`, `finish: error`, `done`, and are stored with what they used.
+    shutdown_margin_seconds: float = 5.0
+    graceful_timeout_seconds: float = 30.0
+    # A reservation (pending assistant message) older than this was left by a worker that
+    # died; the sweep settles it. 0: the turn timeout plus 60 s.
+    reservation_stale_seconds: float = 0.0
+    # How often each server worker (and the outbox worker) runs that sweep.
+    sweep_interval_seconds: float = 60.0
+
+    @property
+    def stale_after_seconds(self) -> float:
+        return self.reservation_stale_seconds or self.turn_timeout_seconds + 60.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "ChatConfig":
@@ -86,6 +100,11 @@ class ChatConfig:
             moderation=(env.get("CHAT_MODERATION", "").lower() in {"1", "true", "yes", "on"}),
             weather_provider=env.get("CHAT_WEATHER_PROVIDER", cls.weather_provider),
             weather_timeout_seconds=float(env.get("CHAT_WEATHER_TIMEOUT", cls.weather_timeout_seconds)),
+            shutdown_margin_seconds=float(env.get("CHAT_SHUTDOWN_MARGIN_SECONDS", cls.shutdown_margin_seconds)),
+            graceful_timeout_seconds=float(env.get("GRACEFUL_TIMEOUT", cls.graceful_timeout_seconds)),
+            reservation_stale_seconds=float(env.get("CHAT_RESERVATION_STALE_SECONDS",
+                                                    cls.reservation_stale_seconds)),
+            sweep_interval_seconds=float(env.get("CHAT_SWEEP_SECONDS", cls.sweep_interval_seconds)),
         )
         values.update(overrides)
         return cls(**values)

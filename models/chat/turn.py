@@ -175,7 +175,10 @@ class ChatEngine:
                 write()
                 return stop("budget_exceeded", "budget_exceeded")
 
-        assistant = add("assistant", "", model=model, cost_usd=reservation, finish_reason=PENDING)
+        # A pending answer: its cost is the reservation, its prompt_tokens the estimate of
+        # one prompt (what a sweep settles it to if its worker dies, models/chat/reservations.py).
+        assistant = add("assistant", "", model=model, cost_usd=reservation, prompt_tokens=prompt_estimate,
+                        finish_reason=PENDING)
         write()
         plan.assistant_message_id = assistant["id"]
         plan.model = model
@@ -297,12 +300,33 @@ class ClientGone(Exception):
     """Raised by a turn's `emit` when the visitor's connection is gone."""
 
 
+SHUTDOWN_ERROR = "server shutting down"
+
+
 class Turn:
     def __init__(self, engine: ChatEngine, plan: TurnPlan):
         self.engine = engine
         self.plan = plan
         self.outcome = Outcome()
         self._finalized = False
+        self.interrupted = False
+        self._deadline: asyncio.Timeout | None = None
+        self._asked_upstream = False
+
+    def interrupt(self) -> None:
+        """Ends the turn as soon as possible because the server is stopping: the provider
+        call (or tool) in flight is cancelled through the turn's own deadline, and the
+        stream ends with the localized `shutting_down` error, `usage`, `finish: error` and
+        `done`. A turn past its provider call just finishes."""
+        if self.interrupted:
+            return
+        self.interrupted = True
+        deadline = self._deadline
+        if deadline is not None and not deadline.expired():
+            try:
+                deadline.reschedule(asyncio.get_running_loop().time())
+            except RuntimeError:  # its block has just ended: the turn is finishing anyway
+                pass
 
     async def run(self, emit: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         """Hands the turn's ChatStreamEvent dicts to `emit`, in the documented order, up
@@ -322,7 +346,9 @@ class Turn:
             await emit({"type": "rag", "sources": plan.sources})
         cards: list[dict[str, Any]] = []
         try:
-            async with asyncio.timeout(config.turn_timeout_seconds):
+            async with asyncio.timeout(config.turn_timeout_seconds) as self._deadline:
+                if self.interrupted:
+                    raise TimeoutError(SHUTDOWN_ERROR)
                 provider = self.engine.providers.provider()
                 if config.moderation and await provider.flagged(plan.question):
                     outcome.finish = "blocked"
@@ -336,12 +362,17 @@ class Turn:
         except ClientGone:
             raise
         except (UpstreamError, TimeoutError) as exc:
-            if isinstance(exc, TimeoutError) and not str(exc):
-                exc = TimeoutError(f"turn exceeded {config.turn_timeout_seconds}s")
-            log.warning("chat upstream failed for chatbot %s: %s", plan.chatbot_id, exc)
-            outcome.error = str(exc) or type(exc).__name__
             outcome.finish = "error"
-            await emit(error_event(self.engine.localize("upstream_error", plan.language)))
+            if self.interrupted and isinstance(exc, TimeoutError):
+                log.info("chat turn of chatbot %s ended early: the server is stopping", plan.chatbot_id)
+                outcome.error = SHUTDOWN_ERROR
+                await emit(error_event(self.engine.localize("shutting_down", plan.language)))
+            else:
+                if isinstance(exc, TimeoutError) and not str(exc):
+                    exc = TimeoutError(f"turn exceeded {config.turn_timeout_seconds}s")
+                log.warning("chat upstream failed for chatbot %s: %s", plan.chatbot_id, exc)
+                outcome.error = str(exc) or type(exc).__name__
+                await emit(error_event(self.engine.localize("upstream_error", plan.language)))
         except Exception as exc:  # a bug must still end the stream in the documented way
             log.exception("chat turn failed for chatbot %s", plan.chatbot_id)
             outcome.error = f"{type(exc).__name__}: {exc}"
@@ -349,9 +380,9 @@ class Turn:
             await emit(error_event(self.engine.localize("upstream_error", plan.language)))
         for card in cards:
             await emit({"type": "card", "card": card})
+        self._deadline = None
         if not (outcome.finish == "blocked" and not outcome.prompt_tokens):
-            if not outcome.prompt_tokens and not outcome.completion_tokens and outcome.text:
-                outcome.completion_tokens = estimate_tokens("".join(outcome.text))
+            self._estimate_unreported_usage()
             outcome.cost_usd = config.prices.cost(plan.model, outcome.prompt_tokens, outcome.completion_tokens)
             await emit({"type": "usage", "prompt_tokens": outcome.prompt_tokens,
                         "completion_tokens": outcome.completion_tokens, "cost_usd": outcome.cost_usd})
@@ -369,6 +400,7 @@ class Turn:
                 question=plan.question, language=plan.language, passages=plan.passages)
             calls: list[ToolCall] = []
             finish = "stop"
+            self._asked_upstream = True
             async with contextlib.aclosing(provider.stream(request)) as stream:
                 async for event in stream:
                     if isinstance(event, TextDelta):
@@ -404,6 +436,18 @@ class Turn:
             chatbot = session.get(alpinechat.Chatbot, self.plan.chatbot_id)
             return tools.run_tool(session, chatbot, call.name, call.arguments, weather=self.engine.weather)
 
+    def _estimate_unreported_usage(self) -> None:
+        """A stream cut before the provider's usage report (upstream failure, deadline,
+        shutdown, visitor gone) is settled on estimates: the prompt once it was sent, and
+        the text that came back."""
+        outcome = self.outcome
+        if outcome.prompt_tokens or outcome.completion_tokens:
+            return
+        if outcome.text:
+            outcome.completion_tokens = estimate_tokens("".join(outcome.text))
+        if self._asked_upstream or outcome.text:
+            outcome.prompt_tokens = sum(estimate_tokens(json.dumps(m, ensure_ascii=False)) for m in self.plan.messages)
+
     def disconnected(self) -> None:
         if self.outcome.finish is None:
             self.outcome.finish = "disconnected"
@@ -415,11 +459,9 @@ class Turn:
             return
         self._finalized = True
         plan, outcome, config = self.plan, self.outcome, self.engine.config
-        if not outcome.cost_usd and (outcome.prompt_tokens or outcome.completion_tokens or outcome.text):
-            completion = outcome.completion_tokens or estimate_tokens("".join(outcome.text))
-            prompt = outcome.prompt_tokens or sum(estimate_tokens(json.dumps(m, ensure_ascii=False))
-                                                  for m in plan.messages)
-            outcome.cost_usd = config.prices.cost(plan.model, prompt, completion)
+        if not outcome.cost_usd:
+            self._estimate_unreported_usage()
+            outcome.cost_usd = config.prices.cost(plan.model, outcome.prompt_tokens, outcome.completion_tokens)
         with self.engine.database.unit_of_work() as session:
             if not outcome.tool_records:
                 # The common case is one statement; a message deleted meanwhile (conversation
