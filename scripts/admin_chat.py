@@ -45,9 +45,12 @@ def import_files(session: Session, chatbot: alpinechat.Chatbot, paths: list[str]
     rows = []
     for path in files_under(paths):
         parsed = knowledge.parse_file(path.name, path.read_text(encoding="utf-8", errors="replace"))
+        # A page's own `language:` (front matter) beats the chatbot's; --language beats both.
+        own_language = parsed.meta.pop("language", None)
         document, changed = knowledge.import_document(
             session, chatbot.id, source=str(path.resolve()), title=parsed.title or path.stem,
-            text_=parsed.text, language=language or chatbot.language, url=parsed.url, meta=parsed.meta)
+            text_=parsed.text, language=language or own_language or chatbot.language, url=parsed.url,
+            meta=parsed.meta)
         rows.append({"source": str(path), "title": document.title, "passages": len(document.passages),
                      "status": "imported" if changed else "unchanged"})
     return rows
