@@ -59,6 +59,10 @@ class DemoKeyStore:
 
     def save(self) -> None:
         self._all[self.database] = self.keys
+        # Forget SQLite databases that no longer exist (throwaway ones).
+        self._all = {url: keys for url, keys in self._all.items()
+                     if not url.startswith("sqlite:///") or url == self.database
+                     or Path(make_url(url).database or "").exists()}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_suffix(".tmp")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
