@@ -1,6 +1,6 @@
 """When each API key was last used, recorded at most once a minute per key, off the request path.
 
-A request only notes its key in this process's buffer (a dict write; nothing at all if the
+A request only notes its key in this process's buffer (one dict write; nothing at all if the
 key was recorded less than a minute ago). A daemon thread writes the buffer every
 `interval` seconds with one conditional UPDATE per key:
 
