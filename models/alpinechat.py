@@ -125,6 +125,8 @@ class ChatApiKey(Base):
     name: Mapped[Str200]
     scopes: Mapped[list[str]]
     created_at: Mapped[CreatedAt]
+    # Written by models/key_usage.py, at most once a minute.
+    last_used_at: Mapped[dt.datetime | None]
     revoked_at: Mapped[dt.datetime | None]
 
     chatbot: Mapped[Chatbot | None] = relationship()

@@ -7,21 +7,16 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
 PYTHON_BIN="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 if [ ! -x "$VENV/bin/python" ]; then
+    echo "First run: creating $VENV for this project's dependencies (once)." >&2
     "$PYTHON_BIN" -m venv "$VENV"
 fi
 STAMP="$VENV/.installed-$(sha256sum "$ROOT/setup.cfg" | cut -c1-16)"
 if [ ! -f "$STAMP" ]; then
     REQUIREMENTS="$(mktemp)"
-    "$VENV/bin/python" - "$ROOT/setup.cfg" >"$REQUIREMENTS" <<'PY'
-import configparser, sys
-cfg = configparser.ConfigParser()
-cfg.read(sys.argv[1])
-lines = cfg["options"]["install_requires"].splitlines() + cfg["options.extras_require"]["test"].splitlines()
-for line in lines:
-    requirement = line.split("#", 1)[0].strip()
-    if requirement:
-        print(requirement)
-PY
+    "$VENV/bin/python" "$ROOT/scripts/requirements.py" "$REQUIREMENTS"
+    # Say what is happening: the first install takes a minute or two without output.
+    echo "Installing the dependencies declared in setup.cfg (new or changed) into $VENV," \
+         "a minute or two the first time: $(sed -E 's/[][ <>=!~;,].*//' "$REQUIREMENTS" | paste -sd' ')" >&2
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS" >&2
     rm -f "$REQUIREMENTS" "$VENV"/.installed-* && touch "$STAMP"
 fi

@@ -10,6 +10,7 @@ import importlib
 import dataclasses
 import datetime as dt
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -23,12 +24,11 @@ from handlers.runtime.config import Settings
 from models import alpinechat, migrate, wepeople
 from models.db import Database
 from models.keys import masked
+from scripts import admin_refs as refs
+from scripts.admin_refs import CommandError
+from scripts.demo_keys import DEFAULT_FILE as DEMO_KEYS_FILE, DemoKeyStore
 
 KEY_WARNING = "Store the key now: it is shown only this once and cannot be recovered."
-
-
-class CommandError(Exception):
-    """A user mistake (unknown id, bad value): reported without a traceback."""
 
 
 @dataclasses.dataclass
@@ -169,6 +169,7 @@ def chat_key_row(key: alpinechat.ChatApiKey) -> dict[str, Any]:
         "scopes": key.scopes,
         "display": masked(key.prefix, key.last4),
         "created_at": key.created_at.isoformat(),
+        "last_used_at": _plain(key.last_used_at),
         "revoked_at": _plain(key.revoked_at),
     }
 
@@ -182,16 +183,16 @@ def _required(value, what: str):
     return value
 
 
-def _organization(session: Session, org_id: uuid.UUID) -> wepeople.Organization:
-    return _required(wepeople.get_organization(session, org_id), f"organization {org_id}")
+def _organization(session: Session, ref: str) -> wepeople.Organization:
+    return refs.organization(session, ref)
 
 
-def _tenant(session: Session, tenant_id: uuid.UUID) -> alpinechat.Tenant:
-    return _required(alpinechat.get_tenant(session, tenant_id), f"tenant {tenant_id}")
+def _tenant(session: Session, ref: str) -> alpinechat.Tenant:
+    return refs.tenant(session, ref)
 
 
-def _chatbot(session: Session, slug: str) -> alpinechat.Chatbot:
-    return _required(alpinechat.get_chatbot(session, slug), f"chatbot {slug!r}")
+def _chatbot(session: Session, ref: str) -> alpinechat.Chatbot:
+    return refs.chatbot(session, ref)
 
 
 # ── Commands ─────────────────────────────────────────────────────────────────
@@ -214,7 +215,7 @@ def cmd_org_list(session: Session, args) -> Output:
 
 
 def cmd_org_set(session: Session, args) -> Output:
-    org = _organization(session, args.id)
+    org = _organization(session, args.org)
     if args.plan is not None:
         org.plan = args.plan
     if args.api_enabled is not None:
@@ -229,17 +230,26 @@ def cmd_app_create(session: Session, args) -> Output:
 
 
 def cmd_app_list(session: Session, args) -> Output:
-    return Output([app_row(app) for app in wepeople.list_apps(session, args.org)])
+    org_id = _organization(session, args.org).id if args.org else None
+    return Output([app_row(app) for app in wepeople.list_apps(session, org_id)])
+
+
+def _app(session: Session, args) -> wepeople.App:
+    return refs.app(session, args.app, _organization(session, args.org) if args.org else None)
 
 
 def cmd_key_create(session: Session, args) -> Output:
-    app = _required(wepeople.get_app(session, args.app), f"app {args.app}")
+    app = _app(session, args)
     key, raw = wepeople.create_ingest_key(session, app, name=args.name)
     return Output({**ingest_key_row(key), "key": raw}, warning=KEY_WARNING)
 
 
 def cmd_key_list(session: Session, args) -> Output:
-    return Output([ingest_key_row(key) for key in wepeople.list_ingest_keys(session, args.app)])
+    app_id = _app(session, args).id if args.app else None
+    keys = wepeople.list_ingest_keys(session, app_id)
+    if args.org and not args.app:
+        keys = [key for key in keys if key.organization_id == _organization(session, args.org).id]
+    return Output([ingest_key_row(key) for key in keys])
 
 
 def cmd_key_revoke(session: Session, args) -> Output:
@@ -286,11 +296,12 @@ def cmd_chatbot_create(session: Session, args) -> Output:
 
 
 def cmd_chatbot_list(session: Session, args) -> Output:
-    return Output([chatbot_row(bot) for bot in alpinechat.list_chatbots(session, args.tenant)])
+    tenant_id = _tenant(session, args.tenant).id if args.tenant else None
+    return Output([chatbot_row(bot) for bot in alpinechat.list_chatbots(session, tenant_id)])
 
 
 def cmd_chatbot_set(session: Session, args) -> Output:
-    chatbot = _chatbot(session, args.slug)
+    chatbot = _chatbot(session, args.chatbot)
     for attribute in ("title", "language", "active", "monthly_budget_usd", "session_message_cap"):
         value = getattr(args, attribute)
         if value is not None:
@@ -316,7 +327,8 @@ def cmd_chat_key_create(session: Session, args) -> Output:
 
 
 def cmd_chat_key_list(session: Session, args) -> Output:
-    return Output([chat_key_row(key) for key in alpinechat.list_chat_keys(session, args.tenant)])
+    tenant_id = _tenant(session, args.tenant).id if args.tenant else None
+    return Output([chat_key_row(key) for key in alpinechat.list_chat_keys(session, tenant_id)])
 
 
 def cmd_chat_key_revoke(session: Session, args) -> Output:
@@ -328,10 +340,11 @@ DEMO_ORG = "Demo Org"
 DEMO_APP_SLUG = "demo-app"
 DEMO_TENANT = "Demo Tenant"
 DEMO_CHATBOT_SLUG = "demo-bot"
+DEMO_KEY_NAME = "demo"
 
 
 def cmd_demo(session: Session, args) -> Output:
-    """Creates the demo objects once; every run issues fresh keys for them."""
+    """Creates the demo objects once, and keys for them that later runs reuse (scripts/demo_keys.py)."""
     org = next((o for o in wepeople.list_organizations(session) if o.name == DEMO_ORG), None)
     if org is None:
         org = wepeople.create_organization(session, DEMO_ORG, plan="growth")
@@ -357,12 +370,32 @@ def cmd_demo(session: Session, args) -> Output:
                 "features": {"page_context": {"enabled": True}},
             },
         )
-    _, ingest_key = wepeople.create_ingest_key(session, app, name="demo")
-    _, chat_key = alpinechat.create_chat_key(session, chatbot.tenant, ["*"], name="demo")
+    store = DemoKeyStore(Path(args.keys_file), Settings.from_env().database_url)
+    ingest_key = store.key(
+        "wepeople",
+        valid=lambda raw: getattr(wepeople.find_ingest_principal(session, raw), "app_id", None) == app.id,
+        issue=lambda: wepeople.create_ingest_key(session, app, name=DEMO_KEY_NAME),
+        others=lambda: [k for k in wepeople.list_ingest_keys(session, app.id) if k.name == DEMO_KEY_NAME],
+        rotate=args.rotate,
+    )
+    chat_key = store.key(
+        "alpinechat",
+        valid=lambda raw: getattr(alpinechat.find_active_chat_key(session, raw), "tenant_id", None)
+        == chatbot.tenant_id,
+        issue=lambda: alpinechat.create_chat_key(session, chatbot.tenant, ["*"], name=DEMO_KEY_NAME),
+        others=lambda: [k for k in alpinechat.list_chat_keys(session, chatbot.tenant_id) if k.name == DEMO_KEY_NAME],
+        rotate=args.rotate,
+    )
+    store.save()
     # The demo bot answers from the shipped pages (re-imported only when they changed).
     from scripts.admin_chat import import_files
 
     import_files(session, chatbot, [str(Path(__file__).with_name("demo_knowledge"))])
+    if store.issued:
+        warning = (f"New demo keys ({', '.join(store.issued)}); any earlier ones are revoked. They are kept "
+                   f"in {args.keys_file} (local demo only) and reused by the next run.")
+    else:
+        warning = f"Reusing the demo keys kept in {args.keys_file}; `scripts/admin demo --rotate` replaces them."
     return Output(
         {
             "wepeople": {"organization_id": str(org.id), "app_slug": app.slug, "key": ingest_key},
@@ -372,7 +405,7 @@ def cmd_demo(session: Session, args) -> Output:
                 "key": chat_key,
             },
         },
-        warning=KEY_WARNING,
+        warning=warning,
     )
 
 
@@ -397,6 +430,12 @@ def _add_chatbot_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session-message-cap", type=int)
 
 
+ORG_HELP = "organization id or name"
+APP_HELP = "app id or slug"
+TENANT_HELP = "tenant id or name"
+CHATBOT_HELP = "chatbot id or slug"
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
@@ -413,7 +452,10 @@ def build_parser() -> argparse.ArgumentParser:
         return groups.add_parser(name, help=help).add_subparsers(dest="action", required=True)
 
     command(groups, "migrate", cmd_migrate, "migrate the database to head")
-    command(groups, "demo", cmd_demo, "seed the demo objects and issue fresh keys")
+    sub = command(groups, "demo", cmd_demo, "seed the demo objects and print their keys (kept for the next run)")
+    sub.add_argument("--rotate", action="store_true", help="revoke the demo keys and issue new ones")
+    sub.add_argument("--keys-file", default=os.environ.get("DEMO_KEYS_FILE", str(DEMO_KEYS_FILE)),
+                     help="where the demo keeps its raw keys (0600; default var/demo-keys.json)")
 
     org = group("org", "WePeople organizations")
     sub = command(org, "create", cmd_org_create, "create an organization")
@@ -422,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--api-disabled", action="store_true")
     command(org, "list", cmd_org_list, "list organizations")
     sub = command(org, "set", cmd_org_set, "change plan or API access")
-    sub.add_argument("--id", type=uuid.UUID, required=True)
+    sub.add_argument("--org", "--id", dest="org", required=True, metavar="ORG", help=ORG_HELP)
     sub.add_argument("--plan", choices=wepeople.PLANS)
     api = sub.add_mutually_exclusive_group()
     api.add_argument("--api-enabled", dest="api_enabled", action="store_true", default=None)
@@ -430,19 +472,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     app = group("app", "WePeople apps")
     sub = command(app, "create", cmd_app_create, "create an app")
-    sub.add_argument("--org", type=uuid.UUID, required=True)
+    sub.add_argument("--org", required=True, help=ORG_HELP)
     sub.add_argument("--slug", required=True)
     sub.add_argument("--name", required=True)
     sub.add_argument("--allowed-event-types", type=_csv, help="comma-separated; default: all")
     sub = command(app, "list", cmd_app_list, "list apps")
-    sub.add_argument("--org", type=uuid.UUID)
+    sub.add_argument("--org", help=ORG_HELP)
 
     key = group("key", "WePeople ingest keys (wp_live_*)")
     sub = command(key, "create", cmd_key_create, "issue a key for an app")
-    sub.add_argument("--app", type=uuid.UUID, required=True)
+    sub.add_argument("--app", required=True, help=APP_HELP)
+    sub.add_argument("--org", help=ORG_HELP + "; narrows --app's slug")
     sub.add_argument("--name", default="default")
-    sub = command(key, "list", cmd_key_list, "list keys")
-    sub.add_argument("--app", type=uuid.UUID)
+    sub = command(key, "list", cmd_key_list, "list keys (with their last use, to the minute)")
+    sub.add_argument("--app", help=APP_HELP)
+    sub.add_argument("--org", help=ORG_HELP)
     sub = command(key, "revoke", cmd_key_revoke, "revoke a key")
     sub.add_argument("--id", type=uuid.UUID, required=True)
 
@@ -454,16 +498,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     chatbot = group("chatbot", "AlpineChat chatbots")
     sub = command(chatbot, "create", cmd_chatbot_create, "create a chatbot")
-    sub.add_argument("--tenant", type=uuid.UUID, required=True)
+    sub.add_argument("--tenant", required=True, help=TENANT_HELP)
     sub.add_argument("--slug", required=True)
     sub.add_argument("--title", required=True)
     sub.add_argument("--inactive", action="store_true")
     _add_chatbot_options(sub)
     sub.set_defaults(language="de", session_message_cap=alpinechat.DEFAULT_SESSION_MESSAGE_CAP)
     sub = command(chatbot, "list", cmd_chatbot_list, "list chatbots")
-    sub.add_argument("--tenant", type=uuid.UUID)
+    sub.add_argument("--tenant", help=TENANT_HELP)
     sub = command(chatbot, "set", cmd_chatbot_set, "change a chatbot")
-    sub.add_argument("--slug", required=True)
+    sub.add_argument("--chatbot", "--slug", dest="chatbot", required=True, metavar="CHATBOT", help=CHATBOT_HELP)
     sub.add_argument("--title")
     active = sub.add_mutually_exclusive_group()
     active.add_argument("--active", dest="active", action="store_true", default=None)
@@ -473,14 +517,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat_key = group("chat-key", "AlpineChat API keys (ac_live_*)")
     sub = command(chat_key, "create", cmd_chat_key_create, "issue a scoped key")
-    sub.add_argument("--tenant", type=uuid.UUID, required=True)
-    sub.add_argument("--chatbot", metavar="SLUG", help="bind the key to one chatbot")
+    sub.add_argument("--tenant", required=True, help=TENANT_HELP)
+    sub.add_argument("--chatbot", help="bind the key to one chatbot: " + CHATBOT_HELP)
     sub.add_argument(
         "--scopes", type=_csv, required=True, help=f"comma-separated: {', '.join(alpinechat.SCOPES)}"
     )
     sub.add_argument("--name", default="default")
-    sub = command(chat_key, "list", cmd_chat_key_list, "list keys")
-    sub.add_argument("--tenant", type=uuid.UUID)
+    sub = command(chat_key, "list", cmd_chat_key_list, "list keys (with their last use, to the minute)")
+    sub.add_argument("--tenant", help=TENANT_HELP)
     sub = command(chat_key, "revoke", cmd_chat_key_revoke, "revoke a key")
     sub.add_argument("--id", type=uuid.UUID, required=True)
 

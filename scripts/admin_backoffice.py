@@ -1,12 +1,12 @@
 """Admin commands for the AlpineChat back office (registered by scripts/admin):
 
-    scripts/admin lead list --chatbot SLUG
-    scripts/admin escalation list --chatbot SLUG [--status open]
+    scripts/admin lead list --chatbot CHATBOT
+    scripts/admin escalation list --chatbot CHATBOT [--status open]
     scripts/admin escalation set-status --id ID --status in_progress|resolved
-    scripts/admin delivery list [--status failed] [--chatbot SLUG]
+    scripts/admin delivery list [--status failed] [--chatbot CHATBOT]
     scripts/admin delivery show --id ID          # with every attempt
     scripts/admin delivery retry --id ID         # a failed delivery: due again now
-    scripts/admin telemetry stats --chatbot SLUG # fires, converts, conversion rate per trigger
+    scripts/admin telemetry stats --chatbot CHATBOT # fires, converts, conversion rate per trigger
 """
 from __future__ import annotations
 
@@ -31,11 +31,10 @@ def _error(message: str) -> Exception:
     return ValueError(message)
 
 
-def _chatbot(session: Session, slug: str) -> alpinechat.Chatbot:
-    chatbot = alpinechat.get_chatbot(session, slug)
-    if chatbot is None:
-        raise _error(f"chatbot {slug!r} not found")
-    return chatbot
+def _chatbot(session: Session, ref: str) -> alpinechat.Chatbot:
+    from scripts.admin_refs import chatbot
+
+    return chatbot(session, ref)
 
 
 def delivery_row(delivery: outbox.Delivery) -> dict[str, Any]:
@@ -113,12 +112,12 @@ def cmd_telemetry_stats(session: Session, args):
 def register(command, group) -> None:
     lead = group("lead", "AlpineChat leads")
     sub = command(lead, "list", cmd_lead_list, "list a chatbot's leads, newest first")
-    sub.add_argument("--chatbot", metavar="SLUG", required=True)
+    sub.add_argument("--chatbot", metavar="CHATBOT", required=True, help="chatbot id or slug")
     sub.add_argument("--limit", type=int, default=50)
 
     escalation = group("escalation", "AlpineChat escalations")
     sub = command(escalation, "list", cmd_escalation_list, "list a chatbot's escalations, newest first")
-    sub.add_argument("--chatbot", metavar="SLUG", required=True)
+    sub.add_argument("--chatbot", metavar="CHATBOT", required=True, help="chatbot id or slug")
     sub.add_argument("--status", choices=backoffice.ESCALATION_STATUSES)
     sub.add_argument("--limit", type=int, default=50)
     sub = command(escalation, "set-status", cmd_escalation_set_status, "move an escalation along")
@@ -128,7 +127,7 @@ def register(command, group) -> None:
     delivery = group("delivery", "outbound e-mails and webhooks (the outbox)")
     sub = command(delivery, "list", cmd_delivery_list, "list deliveries, newest first")
     sub.add_argument("--status", choices=outbox.STATUSES)
-    sub.add_argument("--chatbot", metavar="SLUG")
+    sub.add_argument("--chatbot", metavar="CHATBOT", help="chatbot id or slug")
     sub.add_argument("--limit", type=int, default=50)
     sub = command(delivery, "show", cmd_delivery_show, "one delivery with all its attempts")
     sub.add_argument("--id", type=uuid.UUID, required=True)
@@ -137,4 +136,4 @@ def register(command, group) -> None:
 
     telemetry = group("telemetry", "proactive trigger beacons")
     sub = command(telemetry, "stats", cmd_telemetry_stats, "fires, converts and conversion rate per trigger")
-    sub.add_argument("--chatbot", metavar="SLUG", required=True)
+    sub.add_argument("--chatbot", metavar="CHATBOT", required=True, help="chatbot id or slug")

@@ -1,6 +1,6 @@
 """Admin commands for the chat engine: `scripts/admin knowledge import|list|delete`.
 
-`knowledge import --chatbot SLUG PATH...` reads Markdown (front matter `title:`, `url:`
+`knowledge import --chatbot CHATBOT PATH...` reads Markdown (front matter `title:`, `url:`
 and tour facts), HTML and text files, or folders of them (recursively), and stores each
 as a document split into passages. Re-importing a file replaces its document; an
 unchanged file is skipped.
@@ -21,11 +21,10 @@ class CommandError(ValueError):
     runs as __main__, where its own CommandError is another class than the imported one)."""
 
 
-def _chatbot(session: Session, slug: str) -> alpinechat.Chatbot:
-    chatbot = alpinechat.get_chatbot(session, slug)
-    if chatbot is None:
-        raise CommandError(f"no chatbot {slug!r}")
-    return chatbot
+def _chatbot(session: Session, ref: str) -> alpinechat.Chatbot:
+    from scripts.admin_refs import chatbot
+
+    return chatbot(session, ref)
 
 
 def files_under(paths: list[str]) -> list[Path]:
@@ -46,9 +45,12 @@ def import_files(session: Session, chatbot: alpinechat.Chatbot, paths: list[str]
     rows = []
     for path in files_under(paths):
         parsed = knowledge.parse_file(path.name, path.read_text(encoding="utf-8", errors="replace"))
+        # A page's own `language:` (front matter) beats the chatbot's; --language beats both.
+        own_language = parsed.meta.pop("language", None)
         document, changed = knowledge.import_document(
             session, chatbot.id, source=str(path.resolve()), title=parsed.title or path.stem,
-            text_=parsed.text, language=language or chatbot.language, url=parsed.url, meta=parsed.meta)
+            text_=parsed.text, language=language or own_language or chatbot.language, url=parsed.url,
+            meta=parsed.meta)
         rows.append({"source": str(path), "title": document.title, "passages": len(document.passages),
                      "status": "imported" if changed else "unchanged"})
     return rows
@@ -86,11 +88,11 @@ def cmd_delete(session: Session, args):
 def register(command, group) -> None:
     knowledge_group = group("knowledge", "a chatbot's knowledge base (retrieval for chat answers)")
     sub = command(knowledge_group, "import", cmd_import, "import Markdown/HTML/text files or folders")
-    sub.add_argument("--chatbot", metavar="SLUG", required=True)
+    sub.add_argument("--chatbot", metavar="CHATBOT", required=True, help="chatbot id or slug")
     sub.add_argument("--language", choices=list(knowledge.TS_CONFIGS), help="default: the chatbot's language")
     sub.add_argument("paths", nargs="+", metavar="PATH")
     sub = command(knowledge_group, "list", cmd_list, "list imported documents")
-    sub.add_argument("--chatbot", metavar="SLUG", required=True)
+    sub.add_argument("--chatbot", metavar="CHATBOT", required=True, help="chatbot id or slug")
     sub = command(knowledge_group, "delete", cmd_delete, "delete the document imported from a file")
-    sub.add_argument("--chatbot", metavar="SLUG", required=True)
+    sub.add_argument("--chatbot", metavar="CHATBOT", required=True, help="chatbot id or slug")
     sub.add_argument("--source", required=True, help="the file path it was imported from")

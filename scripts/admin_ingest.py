@@ -20,28 +20,17 @@ def _when(value: str) -> dt.datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
 
 
-def _organization(session: Session, org_id: uuid.UUID):
-    from scripts.admin import CommandError
+def _organization(session: Session, ref: str):
+    from scripts.admin_refs import organization
 
-    org = wepeople.get_organization(session, org_id)
-    if org is None:
-        raise CommandError(f"organization {org_id} not found")
-    return org
+    return organization(session, ref)
 
 
 def _app_id(session: Session, org, value: str | None) -> uuid.UUID | None:
-    """An app by id or slug within the organization."""
-    from scripts.admin import CommandError
+    """An app of the organization, by id or slug."""
+    from scripts.admin_refs import app
 
-    if value is None:
-        return None
-    try:
-        app = wepeople.get_app(session, uuid.UUID(value))
-    except ValueError:
-        app = wepeople.find_app(session, org, value)
-    if app is None or app.organization_id != org.id:
-        raise CommandError(f"app {value!r} not found in organization {org.id}")
-    return app.id
+    return app(session, value, org).id if value is not None else None
 
 
 def _short_json(value, width: int = 60) -> str | None:
@@ -86,7 +75,7 @@ def cmd_usage(session: Session, args):
 def register(command, group) -> None:
     ingest_group = group("ingest", "WePeople ingested events and snapshots")
     sub = command(ingest_group, "timeline", cmd_timeline, "an organization's events per worker, newest first")
-    sub.add_argument("--org", type=uuid.UUID, required=True)
+    sub.add_argument("--org", required=True, help="organization id or name")
     sub.add_argument("--worker", type=uuid.UUID, help="only this worker")
     sub.add_argument("--app", help="only this app (id or slug)")
     sub.add_argument("--event-type", help="only this eventType (snapshots: snapshotType)")
@@ -94,8 +83,8 @@ def register(command, group) -> None:
     sub.add_argument("--until", type=_when, help="ISO 8601, exclusive")
     sub.add_argument("--limit", type=int, default=100)
     sub = command(ingest_group, "strip", cmd_strip, "the user strip: latest snapshot per worker per app")
-    sub.add_argument("--org", type=uuid.UUID, required=True)
+    sub.add_argument("--org", required=True, help="organization id or name")
     sub.add_argument("--app", help="only this app (id or slug)")
     sub = command(ingest_group, "usage", cmd_usage, "accepted events of a month against the plan quota")
-    sub.add_argument("--org", type=uuid.UUID, required=True)
+    sub.add_argument("--org", required=True, help="organization id or name")
     sub.add_argument("--month", help="YYYY-MM; default: this month (UTC)")

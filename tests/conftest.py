@@ -39,6 +39,12 @@ def throwaway_postgres(prefix: str):
         admin.dispose()
 
 
+@pytest.fixture(autouse=True)
+def demo_keys_file(tmp_path, monkeypatch):
+    """`scripts/admin demo` keeps its raw keys in a file: the test's own, never var/'s."""
+    monkeypatch.setenv("DEMO_KEYS_FILE", str(tmp_path / "demo-keys.json"))
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory):
     """The run's shared database: a SQLite file, or PostgreSQL with TEST_DATABASE_URL."""

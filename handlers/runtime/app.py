@@ -32,6 +32,7 @@ from handlers.runtime.idempotency import Idempotency
 from handlers.runtime.ratelimit import RateLimiter
 from handlers.runtime.middleware import EdgeMiddleware, base_url_of, request_id_of
 from handlers.runtime.security import AlpineChatAuth, VerifiedKeys, WePeopleAuth, bearer_handler
+from models.key_usage import KeyUsage
 from handlers.runtime.sse import ChatStreamMiddleware
 from handlers.runtime.specs import ApiSpec, Contracts, Operation, load_contracts, snake_case
 from handlers.runtime.validation import ParsedBodyRequest, body_validator_for, parameter_validator_for
@@ -289,8 +290,10 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                             connect_timeout=settings.db_connect_timeout, pool_timeout=settings.db_pool_timeout,
                             statement_timeout=settings.db_statement_timeout)
     runtime = Runtime(settings, contracts, database)
+    # Each key's last use, written by a background thread at most once a minute, and at shutdown.
+    key_usage = KeyUsage(database)
 
-    app = connexion.FlaskApp(__name__)
+    app = connexion.FlaskApp(__name__, lifespan=key_usage.flushed_at_shutdown)
     # connexion builds a2wsgi's bridge with its default 10 threads; this one is sized from
     # config and does not hold a thread while the loop sends the response.
     app._middleware_app.asgi_app = QueuedWSGIMiddleware(app.app.wsgi_app, workers=settings.wsgi_threads)
@@ -303,6 +306,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         "wepeople": WePeopleAuth(database, contracts.wepeople),
         "alpinechat": AlpineChatAuth(database),
     }
+    app.app.extensions["key_usage"] = key_usage
     for api in contracts:
         validator_map = {
             "parameter": parameter_validator_for(api),
@@ -314,7 +318,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             resolver=HandlerResolver(api, runtime),
             validator_map=validator_map,
             security_map={"bearer": bearer_handler(authenticators[api.name],
-                                                   VerifiedKeys(settings.auth_cache_seconds))},
+                                                   VerifiedKeys(settings.auth_cache_seconds),
+                                                   functools.partial(key_usage.note, api.name))},
             strict_validation=True,
             validate_responses=False,
             pythonic_params=True,

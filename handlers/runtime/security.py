@@ -61,7 +61,10 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def bearer_handler(authenticate: Authenticator, verified: VerifiedKeys) -> type[AbstractSecurityHandler]:
+def bearer_handler(authenticate: Authenticator, verified: VerifiedKeys,
+                   used: t.Callable[[str], None]) -> type[AbstractSecurityHandler]:
+    """`used(key_id)` is told of every accepted request (models/key_usage.py: last use)."""
+
     class BearerKeyHandler(AbstractSecurityHandler):
         security_definition_key = "x-bearerInfoFunc"
         environ_key = "BEARERINFO_FUNC"
@@ -77,6 +80,7 @@ def bearer_handler(authenticate: Authenticator, verified: VerifiedKeys) -> type[
                 if principal is None:
                     principal = await anyio.to_thread.run_sync(authenticate, token, list(scopes))
                     verified.put(token, scopes, principal)
+                used(principal["key_id"])
                 return principal
 
             return verify

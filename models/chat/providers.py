@@ -12,6 +12,7 @@ from typing import Any, AsyncIterator, Protocol
 
 import orjson
 
+from models import knowledge
 from models.chat.config import ChatConfig, estimate_tokens
 
 
@@ -187,7 +188,8 @@ EXTRACTIVE_SOURCE = {"de": "Quelle", "en": "Source", "it": "Fonte"}
 
 
 class ExtractiveProvider:
-    """No network, no model: quotes the best passages and names their sources."""
+    """No network, no model: quotes the sentences of the best passages that match the
+    question (models/knowledge.py best_sentences) and names their sources."""
 
     name = "extractive"
     supports_tools = False
@@ -195,11 +197,12 @@ class ExtractiveProvider:
     async def stream(self, request: ProviderRequest):
         language = request.language if request.language in EXTRACTIVE_INTRO else "de"
         if request.passages:
+            passages = request.passages[:3]
             parts = [EXTRACTIVE_INTRO[language]]
-            for passage in request.passages[:3]:
-                excerpt = _excerpt(passage["content"], 320)
+            for quote in knowledge.best_sentences(request.question, [p["content"] for p in passages]):
+                passage = passages[quote.passage]
                 source = f" ({EXTRACTIVE_SOURCE[language]}: {passage['url']})" if passage.get("url") else ""
-                parts.append(f"\n\n{passage['title']}: {excerpt}{source}")
+                parts.append(f"\n\n{passage['title']}: {' '.join(quote.sentences)}{source}")
             answer = "".join(parts)
         else:
             answer = EXTRACTIVE_NOTHING[language]
@@ -225,15 +228,6 @@ class ExtractiveProvider:
 
 def _prompt_tokens(request: ProviderRequest) -> int:
     return sum(estimate_tokens(str(m.get("content") or "")) for m in request.messages)
-
-
-def _excerpt(content: str, limit: int) -> str:
-    lines = [line for line in content.splitlines() if line.strip()]
-    flat = " ".join(line.strip().lstrip("-*# ").strip() for line in lines[1:] or lines)
-    if len(flat) <= limit:
-        return flat
-    cut = flat.rfind(". ", 0, limit)
-    return flat[: cut + 1] if cut > limit // 2 else flat[:limit].rsplit(" ", 1)[0] + " …"
 
 
 class UpstreamClients:

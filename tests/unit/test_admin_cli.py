@@ -126,23 +126,22 @@ def test_user_errors_exit_nonzero_with_a_json_error(admin):
     assert "existing record" in error["error"]
 
 
-def test_demo_is_idempotent_and_issues_fresh_keys(admin, db):
-    first, _ = admin("demo")
-    second, warning = admin("demo")
-    assert "shown only this once" in warning
-    for api in ("wepeople", "alpinechat"):
-        assert {k: v for k, v in first[api].items() if k != "key"} == {
-            k: v for k, v in second[api].items() if k != "key"
-        }
-        assert first[api]["key"] != second[api]["key"]
+def test_demo_is_idempotent_and_reuses_its_keys(admin, db, tmp_path):
+    keys_file = tmp_path / "var" / "demo-keys.json"
+    first, warning = admin("demo", "--keys-file", str(keys_file))
+    assert "New demo keys" in warning
+    assert keys_file.stat().st_mode & 0o777 == 0o600
+    second, warning = admin("demo", "--keys-file", str(keys_file))
+    assert "Reusing the demo keys" in warning
+    assert first == second  # same objects, same keys
     assert first["wepeople"]["app_slug"] == "demo-app" and first["alpinechat"]["chatbot_slug"] == "demo-bot"
 
     with db.unit_of_work() as session:
         assert len(wepeople.list_organizations(session)) == 1
         assert len(wepeople.list_apps(session)) == 1
         assert len(alpinechat.list_tenants(session)) == 1
-        assert len(wepeople.list_ingest_keys(session)) == 2
-        assert len(alpinechat.list_chat_keys(session)) == 2
+        assert len(wepeople.list_ingest_keys(session)) == 1
+        assert len(alpinechat.list_chat_keys(session)) == 1
         assert wepeople.find_ingest_principal(session, second["wepeople"]["key"]).plan == "growth"
         chat_key = alpinechat.find_active_chat_key(session, second["alpinechat"]["key"])
         chatbot = alpinechat.get_active_chatbot(session, "demo-bot")
@@ -156,7 +155,82 @@ def test_demo_is_idempotent_and_issues_fresh_keys(admin, db):
 
 def test_demo_knowledge_files_ship_with_titles_and_urls():
     files = sorted((ROOT / "scripts" / "demo_knowledge").glob("*.md"))
-    assert len(files) == 3
+    assert len(files) >= 15
     for path in files:
         header = path.read_text().split("---")[1]
         assert "title:" in header and "url: https://" in header
+
+
+def _active_demo_keys(db) -> tuple[list, list]:
+    with db.unit_of_work() as session:
+        return ([k.id for k in wepeople.list_ingest_keys(session) if k.revoked_at is None],
+                [k.id for k in alpinechat.list_chat_keys(session) if k.revoked_at is None])
+
+
+def test_demo_rotate_and_a_lost_keys_file_leave_one_valid_key_each(admin, db, tmp_path):
+    keys_file = tmp_path / "demo-keys.json"
+    first, _ = admin("demo", "--keys-file", str(keys_file))
+    rotated, warning = admin("demo", "--keys-file", str(keys_file), "--rotate")
+    assert "earlier ones are revoked" in warning
+    assert rotated["wepeople"]["key"] != first["wepeople"]["key"]
+    assert rotated["alpinechat"]["key"] != first["alpinechat"]["key"]
+    keys_file.unlink()  # the raw keys are gone: the old keys must not stay valid
+    fresh, _ = admin("demo", "--keys-file", str(keys_file))
+    assert fresh["wepeople"]["key"] not in (first["wepeople"]["key"], rotated["wepeople"]["key"])
+    ingest_keys, chat_keys = _active_demo_keys(db)
+    assert len(ingest_keys) == 1 and len(chat_keys) == 1
+    with db.unit_of_work() as session:
+        for stale in (first, rotated):
+            assert wepeople.find_ingest_principal(session, stale["wepeople"]["key"]) is None
+            assert alpinechat.find_active_chat_key(session, stale["alpinechat"]["key"]) is None
+        assert wepeople.find_ingest_principal(session, fresh["wepeople"]["key"]) is not None
+
+
+def test_demo_replaces_a_kept_key_that_was_revoked(admin, db, tmp_path):
+    keys_file = tmp_path / "demo-keys.json"
+    first, _ = admin("demo", "--keys-file", str(keys_file))
+    ingest_key_id = _active_demo_keys(db)[0][0]
+    admin("key", "revoke", "--id", str(ingest_key_id))
+    second, warning = admin("demo", "--keys-file", str(keys_file))
+    assert "New demo keys (wepeople)" in warning
+    assert second["wepeople"]["key"] != first["wepeople"]["key"]
+    assert second["alpinechat"]["key"] == first["alpinechat"]["key"]
+
+
+def test_commands_take_a_slug_or_name_as_well_as_an_id(admin):
+    org, _ = admin("org", "create", "--name", "Acme")
+    app, _ = admin("app", "create", "--org", "Acme", "--slug", "crm", "--name", "CRM")
+    assert app["organization_id"] == org["id"]
+    by_slug, _ = admin("key", "create", "--app", "crm")
+    by_id, _ = admin("key", "create", "--app", app["id"])
+    assert by_slug["app_id"] == by_id["app_id"] == app["id"]
+    assert {k["id"] for k in admin("key", "list", "--app", "crm")[0]} == {by_slug["id"], by_id["id"]}
+    assert len(admin("key", "list", "--org", "acme")[0]) == 2  # names match case-insensitively too
+    assert admin("org", "set", "--org", "Acme", "--plan", "growth")[0]["plan"] == "growth"
+    assert [a["id"] for a in admin("app", "list", "--org", org["id"])[0]] == [app["id"]]
+    assert admin("ingest", "usage", "--org", "Acme")[0] is not None
+
+    tenant, _ = admin("tenant", "create", "--name", "Tirol", "--admin-email", "admin@example.com")
+    bot, _ = admin("chatbot", "create", "--tenant", "Tirol", "--slug", "tirol-bot", "--title", "Tirol")
+    assert bot["tenant_id"] == tenant["id"]
+    assert admin("chatbot", "set", "--chatbot", bot["id"], "--title", "Neu")[0]["title"] == "Neu"
+    assert admin("chatbot", "set", "--slug", "tirol-bot", "--title", "Alt")[0]["title"] == "Alt"
+    key, _ = admin("chat-key", "create", "--tenant", tenant["id"], "--chatbot", bot["id"], "--scopes", "chat")
+    assert key["chatbot"] == "tirol-bot"
+    assert [k["id"] for k in admin("chat-key", "list", "--tenant", "Tirol")[0]] == [key["id"]]
+    assert admin("lead", "list", "--chatbot", bot["id"])[0] == []
+
+
+def test_a_reference_that_names_nothing_or_several_is_a_clear_error(admin):
+    error, _ = admin("key", "create", "--app", "nope", ok=False)
+    assert error["error"] == "app 'nope' not found"
+    for name in ("One", "Two"):
+        org, _ = admin("org", "create", "--name", name)
+        admin("app", "create", "--org", org["id"], "--slug", "crm", "--name", "CRM")
+    error, _ = admin("key", "create", "--app", "crm", ok=False)
+    assert "ambiguous" in error["error"] and "--org" in error["error"]
+    assert admin("key", "create", "--app", "crm", "--org", "Two")[0]["key"].startswith("wp_live_")
+    error, _ = admin("chatbot", "set", "--chatbot", str(uuid.uuid4()), "--title", "x", ok=False)
+    assert "not found" in error["error"]
+    error, _ = admin("app", "list", "--org", "Nobody", ok=False)
+    assert error["error"] == "organization 'Nobody' not found"

@@ -49,7 +49,7 @@ def test_import_folder_of_markdown_html_and_text_then_search(tmp_path, monkeypat
 def test_unknown_chatbot_or_path_is_a_clean_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'admin.db'}")
     assert admin.main(["knowledge", "import", "--chatbot", "nope", str(tmp_path)]) == 1
-    assert "no chatbot 'nope'" in capsys.readouterr().err
+    assert "chatbot 'nope' not found" in capsys.readouterr().err
     admin.main(["demo"])
     assert admin.main(["knowledge", "import", "--chatbot", "demo-bot", str(tmp_path / "missing")]) == 1
     assert "no such file or folder" in capsys.readouterr().err

@@ -78,3 +78,104 @@ def test_reimport_replaces_and_unchanged_is_a_no_op(database, bot):
         assert knowledge.search(s, bot.chatbot_id, "Murmeltier") == []
         assert [h.title for h in knowledge.search(s, bot.chatbot_id, "Steinbock")] == ["Neu"]
         assert len(knowledge.list_documents(s, bot.chatbot_id)) == 1
+
+
+def test_german_inflections_match_on_every_backend(database, bot):
+    _import(database, bot.chatbot_id, "umbal", "Wasserschaupfad", "Der Weg führt an den Umbalfällen entlang.")
+    _import(database, bot.chatbot_id, "touren", "Touren", "Geführte Wanderungen für Familien.")
+    with database.unit_of_work() as s:
+        assert [h.title for h in knowledge.search(s, bot.chatbot_id, "Umbalfälle")] == ["Wasserschaupfad"]
+        assert [h.title for h in knowledge.search(s, bot.chatbot_id, "geführte Wanderung")] == ["Touren"]
+        assert knowledge.search(s, bot.chatbot_id, "Umbal") == []  # stems, not prefixes, as PostgreSQL
+
+
+STEM_SAMPLES = {
+    "de": "Umbalfällen Wanderungen Hütten Öffnungszeiten geöffnet Notrufnummer Bergschuhe Gästen ließ",
+    "en": "waterfalls opening hours getting thunderstorms families prices running easily",
+    "it": "cascate orari apertura temporali famiglie biglietti arrivare pomeriggio",
+}
+
+
+@pytest.mark.parametrize("language", list(knowledge.TS_CONFIGS))
+def test_sqlite_stems_are_postgresqls(language):
+    """The stems SQLite indexes are the lexemes of PostgreSQL's configuration for the language."""
+    import os
+
+    from sqlalchemy import create_engine, text
+
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("needs TEST_DATABASE_URL")
+    words = STEM_SAMPLES[language].split()
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            lexemes = [connection.execute(text("SELECT lexemes[1] FROM (SELECT tsvector_to_array(to_tsvector("
+                                               f"'{knowledge.TS_CONFIGS[language]}', :w)) AS lexemes) t"),
+                                          {"w": word}).scalar() for word in words]
+    finally:
+        engine.dispose()
+    assert knowledge.stem_words([w.lower() for w in words], language) == lexemes
+
+
+def test_sentences_join_wrapped_lines_and_skip_headings():
+    passage = ("Wasserschaupfad Umbalfälle\n\nBei Prägraten stürzt die Isel über Stufen. Der Weg ist\n"
+               "gut angelegt.\n\n- Anreise: Mit dem Bus bis Ströden.\n- Tipp: Am Vormittag\n  ist es ruhiger.")
+    assert knowledge.sentences(passage) == [
+        "Bei Prägraten stürzt die Isel über Stufen.", "Der Weg ist gut angelegt.",
+        "Anreise: Mit dem Bus bis Ströden.", "Tipp: Am Vormittag ist es ruhiger."]
+
+
+def test_best_sentences_answer_the_question_from_the_best_passages():
+    falls = "Umbalfälle\n\nDer Wasserschaupfad führt an den Umbalfällen entlang.\n\n- Anreise: Mit dem Bus bis Ströden."
+    safety = "Sicherheit\n\nDas Wetter schlägt schnell um.\n\n- Notfall: Der alpine Notruf ist 140."
+    quotes = knowledge.best_sentences("Wie komme ich zu den Umbalfällen?", [falls, safety])
+    assert [q.passage for q in quotes] == [0]
+    assert "Anreise: Mit dem Bus bis Ströden." in quotes[0].sentences
+    quotes = knowledge.best_sentences("Welche Notrufnummer gilt im Notfall?", [falls, safety])
+    assert quotes == [knowledge.Quote(1, ["Notfall: Der alpine Notruf ist 140."])]
+    # Nothing matches: the best passage's first sentences, rather than silence.
+    assert knowledge.best_sentences("Skilift?", [falls])[0].sentences[0].startswith("Der Wasserschaupfad")
+
+
+def test_the_question_language_is_guessed_from_its_function_words():
+    assert knowledge.guess_language("Wie komme ich zu den Umbalfällen?") == "de"
+    assert knowledge.guess_language("How do I get to the waterfalls?") == "en"
+    assert knowledge.guess_language("Come arrivo alle cascate?") == "it"
+    assert knowledge.guess_language("Umbalfälle") is None
+
+
+def test_an_older_sqlite_index_is_replaced_by_the_stemmed_one(tmp_path):
+    from sqlalchemy import text
+
+    from models import alpinechat, migrate
+    from models.db import Database
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    migrate.upgrade(url)
+    database = Database(url)
+    try:
+        with database.unit_of_work() as s:
+            s.execute(text("CREATE VIRTUAL TABLE knowledge_passages_fts USING fts5(content, chatbot_id UNINDEXED)"))
+            tenant = alpinechat.create_tenant(s, "T", "t@example.com")
+            bot_id = alpinechat.create_chatbot(s, tenant, "old-index-bot", "Bot").id
+        _import(database, bot_id, "umbal", "Wasserschaupfad", "Der Weg führt an den Umbalfällen entlang.")
+        with database.unit_of_work() as s:
+            assert [h.title for h in knowledge.search(s, bot_id, "Umbalfälle")] == ["Wasserschaupfad"]
+            names = set(s.execute(text("SELECT name FROM sqlite_master")).scalars())
+            assert knowledge.FTS_TABLE in names and "knowledge_passages_fts" not in names
+    finally:
+        database.dispose()
+
+
+def test_the_retrieval_evaluation_scores_each_question():
+    from models.chat.config import ChatConfig
+    from scripts import eval_retrieval
+
+    questions = [{"q": "Wie komme ich zu den Umbalfällen?", "lang": "de", "doc": "umbalfaelle", "fact": "Ströden"},
+                 {"q": "What is the emergency number in the mountains?", "lang": "en", "doc": "en-safety",
+                  "fact": "140"}]
+    with eval_retrieval.sqlite_url() as url:
+        results = eval_retrieval.evaluate(url, questions, ChatConfig.from_env({}))
+    assert [(r["hit1"], r["hit3"], r["fact_found"]) for r in results] == [(True, True, True)] * 2
+    assert results[0]["pages"][0] == "umbalfaelle" and "Ströden" in results[0]["answer"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -17,6 +18,7 @@ DOLOMITES = {"title": "Wandern in den Lienzer Dolomiten", "url": "https://osttir
                      "festes Schuhwerk und Kondition sind nötig.",
              "meta": {"type": "tour", "difficulty": "mittel", "lat": 46.78, "lon": 12.76,
                       "booking_url": "https://osttirol.example/buchen/dolomiten"}}
+ROOT = Path(__file__).resolve().parents[3]
 FALLS = {"title": "Wasserschaupfad Umbalfälle", "url": "https://osttirol.example/umbal",
          "text": "# Umbalfälle\n\nBei Prägraten stürzt die Isel über Stufen ins Tal; der Wasserschaupfad "
                  "ist familienfreundlich.", "meta": {"type": "tour", "difficulty": "leicht"}}
@@ -384,3 +386,18 @@ def test_upstream_clients_are_closed_when_the_app_shuts_down(settings, database,
         assert sdk_clients and not any(c.is_closed() for c in sdk_clients)
     assert all(c.is_closed() for c in sdk_clients)
     assert not engine.providers._clients
+
+
+def test_offline_answer_quotes_the_sentences_that_answer_and_cites_them(client, make_chatbot, add_knowledge):
+    bot = make_chatbot()
+    falls = {"title": "Wasserschaupfad Umbalfälle", "url": "https://osttirol.example/wandern/umbalfaelle",
+             "text": (ROOT / "scripts" / "demo_knowledge" / "umbalfaelle.md").read_text().split("---", 2)[2]}
+    safety = {"title": "Sicher unterwegs", "url": "https://osttirol.example/wandern/sicherheit", "source": "s.md",
+              "text": (ROOT / "scripts" / "demo_knowledge" / "sicher-unterwegs.md").read_text().split("---", 2)[2]}
+    add_knowledge(bot.chatbot_id, falls, safety)
+    answer = text_of(chat(client, bot, "Wie komme ich zu den Umbalfällen?", language="de")[1])
+    assert "Bus bis Ströden" in answer  # the directions, not just the page's first lines
+    assert "(Quelle: https://osttirol.example/wandern/umbalfaelle)" in answer
+    assert "Erste-Hilfe" not in answer  # nothing from the other page's unrelated sentences
+    answer = text_of(chat(client, bot, "Welche Notrufnummer wähle ich im Notfall?", language="de")[1])
+    assert "140" in answer and "(Quelle: https://osttirol.example/wandern/sicherheit)" in answer
