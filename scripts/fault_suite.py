@@ -326,6 +326,23 @@ while True:
 """
 
 
+PROBER = """
+import sys, time, httpx
+with httpx.Client(timeout=httpx.Timeout(5, connect=2)) as http:
+    while True:  # GET /api/healthz every 100 ms, until the suite ends it
+        began = time.monotonic()
+        try:
+            status = http.get(sys.argv[1]).status_code
+        except httpx.TimeoutException:
+            status = "timeout"
+        except httpx.HTTPError:
+            status = "conn-error"
+        elapsed = time.monotonic() - began
+        print(f"{elapsed:.4f} {status}", flush=True)
+        time.sleep(max(0.0, 0.1 - elapsed))
+"""
+
+
 # ── Load ─────────────────────────────────────────────────────────────────────
 
 
@@ -381,12 +398,21 @@ class Load:
             self.run(self._ingest, client)
         for client in range(options.chat_streams):
             self.run(self._chat_loop, client)
-        self.run(self._probe)
+        # Its own process: the load threads here must not delay the probe's timing.
+        self.prober = self.suite.processes.start(f"probe-{self.tag}", [
+            sys.executable, "-c", PROBER, self.suite.server.url + "/api/healthz"])
 
     def finish(self) -> None:
         """No new batches, turns or probes; waits for those in flight (a batch retries up
         to its deadline)."""
         self.stop.set()
+        self.suite.processes.end(self.prober)
+        with open(self.suite.folder / f"probe-{self.tag}.log") as lines:
+            for line in lines:
+                seconds, _, status = line.strip().partition(" ")
+                with contextlib.suppress(ValueError):
+                    self.probes.append((float(seconds), int(status) if status.isdigit() else status))
+                    self.count("health", self.probes[-1][1])
         deadline = time.monotonic() + self.retry_deadline + 60
         for thread in self.threads:
             thread.join(max(0.1, deadline - time.monotonic()))
@@ -474,24 +500,6 @@ class Load:
         with self.lock:
             self.streams.append(stream)
         return stream
-
-    # Health: GET /api/healthz every 100 ms.
-    def _probe(self) -> None:
-        with httpx.Client(timeout=httpx.Timeout(5, connect=2)) as http:
-            while not self.stop.is_set():
-                began = time.monotonic()
-                try:
-                    status: Any = http.get(self.suite.server.url + "/api/healthz").status_code
-                except httpx.TimeoutException:
-                    status = "timeout"
-                except httpx.HTTPError:
-                    status = "conn-error"
-                elapsed = time.monotonic() - began
-                self.count("health", status)
-                with self.lock:
-                    self.probes.append((elapsed, status))
-                self.stop.wait(max(0.0, 0.1 - elapsed))
-
 
 def random_ip() -> str:
     """Per-IP limits see each visitor on its own (the server trusts the suite as a proxy)."""
