@@ -124,7 +124,8 @@ class ChatEngine:
             return first
 
         if user_turns >= chatbot.session_message_cap:
-            claim(0)  # as before: the conversation exists, without this turn
+            if new_conversation:
+                claim(0)  # as before: the conversation exists, without this turn
             return stop("error", "session_limit")
 
         message = request["message"]
