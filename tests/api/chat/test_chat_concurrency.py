@@ -4,6 +4,7 @@ message at its own position. On SQLite, and on PostgreSQL with TEST_DATABASE_URL
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import httpx
@@ -47,14 +48,19 @@ def stream_turn(server: str, bot, session_id: str, message: str) -> tuple[int, l
 
 
 def stored(database, bot, session_id: str) -> tuple[int, list[Message], int]:
-    """(conversations of the session, their messages by position, the counter)."""
-    with database.unit_of_work() as s:
-        count = s.scalar(select(func.count()).select_from(Conversation).where(
-            Conversation.chatbot_id == bot.chatbot_id, Conversation.session_id == session_id))
-        conversation = conversations.find_conversation_by_session(s, bot.chatbot_id, session_id)
-        rows = list(s.scalars(select(Message).where(Message.conversation_id == conversation.id)
-                              .order_by(Message.seq)))
-        return count, rows, conversation.last_seq
+    """(conversations of the session, their messages by position, the counter), once every
+    answer is written: a stream's `done` goes out before its answer is stored."""
+    deadline = time.monotonic() + 10
+    while True:
+        with database.unit_of_work() as s:
+            count = s.scalar(select(func.count()).select_from(Conversation).where(
+                Conversation.chatbot_id == bot.chatbot_id, Conversation.session_id == session_id))
+            conversation = conversations.find_conversation_by_session(s, bot.chatbot_id, session_id)
+            rows = list(s.scalars(select(Message).where(Message.conversation_id == conversation.id)
+                                  .order_by(Message.seq)))
+        if all(m.finish_reason is not None for m in rows if m.role == "assistant") or time.monotonic() > deadline:
+            return count, rows, conversation.last_seq
+        time.sleep(0.05)
 
 
 def assert_answered(results: list) -> None:
