@@ -357,6 +357,7 @@ class Batch:
     accepted: int = 0
     final_status: Any = None
     attempts: int = 0
+    timeline: list[tuple[float, Any]] = dataclasses.field(default_factory=list)  # (seconds after first, status)
 
 
 @dataclasses.dataclass
@@ -448,6 +449,7 @@ class Load:
             batch.attempts += 1
             batch.last = time.time()
             batch.final_status = status
+            batch.timeline.append((batch.last - batch.first, status))
             self.count("ingest", status)
             if status in (202, 207):
                 batch.acked, batch.accepted = batch.last, response.json()["accepted"]
@@ -537,6 +539,19 @@ def statuses_line(counter: collections.Counter) -> str:
     if not counter:
         return "-"
     return " ".join(f"{status}×{n}" for status, n in sorted(counter.items(), key=lambda item: str(item[0])))
+
+
+def timeline_line(timeline: list[tuple[float, Any]]) -> str:
+    """A key's answers in order, runs of one status folded: `500×7 (0.1-3.2 s), 202 (3.6 s)`."""
+    runs: list[list] = []
+    for seconds, status in timeline:
+        if runs and runs[-1][0] == status:
+            runs[-1][1] += 1
+            runs[-1][3] = seconds
+        else:
+            runs.append([status, 1, seconds, seconds])
+    return ", ".join(f"{status}×{n} ({first:.1f}-{last:.1f} s)" if n > 1 else f"{status} ({first:.1f} s)"
+                     for status, n, first, last in runs)
 
 
 class Phase:
@@ -713,7 +728,7 @@ class Phase:
                                          for kind in ("ingest", "chat", "health", "lead") if load.statuses[kind]))
         slowest = max(load.batches, key=lambda b: (b.acked or b.last) - b.first, default=None)
         print(f"  keys     longest blocked {blocked:.1f} s (limit: outage {self.outage:.1f} s + 5 s)"
-              + (f"; that key: {slowest.attempts} attempts, last answer {slowest.final_status}" if slowest else ""))
+              + (f"; that key's answers: {timeline_line(slowest.timeline)}" if slowest else ""))
         print(f"  health   p99 {p99 * 1000:.0f} ms, max {max(latencies, default=0) * 1000:.0f} ms "
               f"({len(latencies)} probes)")
         long = [s for s in answered if s.long]
