@@ -102,6 +102,15 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for its parent)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def postgres_binary(name: str) -> str | None:
     found = shutil.which(name)
     if found:
@@ -339,7 +348,7 @@ with httpx.Client(timeout=httpx.Timeout(5, connect=2)) as http:
         except httpx.HTTPError:
             status = "conn-error"
         elapsed = time.monotonic() - began
-        print(f"{elapsed:.4f} {status}", flush=True)
+        print(f"{time.time() - elapsed:.3f} {elapsed:.4f} {status}", flush=True)
         time.sleep(max(0.0, 0.1 - elapsed))
 """
 
@@ -381,7 +390,7 @@ class Load:
         self.statuses: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         self.batches: list[Batch] = []
         self.streams: list[Stream] = []
-        self.probes: list[tuple[float, Any]] = []  # (seconds, status)
+        self.probes: list[tuple[float, float, Any]] = []  # (wall time sent, seconds, status)
         self.threads: list[threading.Thread] = []
 
     def count(self, kind: str, status: Any) -> None:
@@ -411,10 +420,10 @@ class Load:
         self.suite.processes.end(self.prober)
         with open(self.suite.folder / f"probe-{self.tag}.log") as lines:
             for line in lines:
-                seconds, _, status = line.strip().partition(" ")
                 with contextlib.suppress(ValueError):
-                    self.probes.append((float(seconds), int(status) if status.isdigit() else status))
-                    self.count("health", self.probes[-1][1])
+                    sent, seconds, status = line.split()
+                    self.probes.append((float(sent), float(seconds), int(status) if status.isdigit() else status))
+                    self.count("health", self.probes[-1][2])
         deadline = time.monotonic() + self.retry_deadline + 60
         for thread in self.threads:
             thread.join(max(0.1, deadline - time.monotonic()))
@@ -560,7 +569,7 @@ class Phase:
     def __init__(self, suite: "Suite", fault: str):
         self.suite, self.fault = suite, fault
         self.outage = 0.0
-        self.kills: list[float] = []  # wall times of worker SIGKILLs
+        self.kills: list[tuple[float, float]] = []  # (SIGKILL sent, process gone), wall times
         self.notes: list[str] = []
         self.extra_targets: list[Target] = []
 
@@ -573,6 +582,7 @@ class Phase:
         load.start()
         time.sleep(options.warmup)
         log(f"fault: {self.fault}")
+        self.fault_at = time.time()
         getattr(self, "fault_" + self.fault.replace("-", "_"))()
         log(f"fault over (outage {self.outage:.1f} s); recovery under load")
         time.sleep(options.recovery)
@@ -613,7 +623,9 @@ class Phase:
             before = server.worker_pids()
             victim = random.choice(before)
             os.kill(victim, signal.SIGKILL)
-            self.kills.append(time.time())
+            killed = time.time()
+            wait_until(lambda: not alive(victim), 30, f"worker {victim} to die")
+            self.kills.append((killed, time.time()))
             log(f"SIGKILL worker {victim}")
             wait_until(lambda: len(set(server.worker_pids()) - set(before)) >= 1
                        and len(server.worker_pids()) >= server.workers, 30, "gunicorn to replace the worker")
@@ -629,9 +641,12 @@ class Phase:
         for event in started:
             event.wait(15)
         old = suite.server
+        booting = time.time()
         replacement = Server(suite.processes, suite.server_env, old.port, old.workers, graceful).start()
         suite.server = replacement  # new requests may reach either until the old one closes its socket
         signalled = time.monotonic()
+        self.notes.append(f"replacement started at fault {booting - self.fault_at:+.1f} s, serving from "
+                          f"{time.time() - self.fault_at:+.1f} s; then SIGTERM to the old one")
         os.kill(old.process.pid, signal.SIGTERM)
         log(f"SIGTERM gunicorn {old.process.pid}; replacement {replacement.process.pid} serving")
         try:
@@ -688,6 +703,10 @@ class Phase:
             Target("interrupted attempt recorded", interrupted > 0, f"{interrupted} attempt(s) of the killed worker"),
         ]
 
+    def on_killed_worker(self, began: float, ended: float) -> bool:
+        """Whether something in flight from `began` to `ended` overlapped a worker's death."""
+        return any(began <= gone and ended >= killed for killed, gone in self.kills)
+
     # Figures.
     def stored(self) -> dict[str, tuple[int, int]]:
         """Per batch key: (rows stored, distinct events among them)."""
@@ -711,11 +730,15 @@ class Phase:
         unacked_stored = sum(1 for b in unacked if b.key in stored)
         blocked = max(((b.acked or b.last) - b.first for b in load.batches), default=0.0)
         block_limit = self.outage + 5
-        latencies = [seconds for seconds, _ in load.probes]
+        # A probe whose connection was on a worker being SIGKILLed fails with it, like its streams.
+        cut = [p for p in load.probes if p[2] == "conn-error" and self.on_killed_worker(p[0], p[0] + p[1])]
+        counted_probes = [p for p in load.probes if p not in cut]
+        latencies = [seconds for _, seconds, _ in counted_probes]
+        slow = sorted((p for p in counted_probes if p[1] >= 1.0), key=lambda p: -p[1])[:3]
         p99 = percentile(latencies, 0.99)
         answered = [s for s in load.streams if s.status == 200]
         without_done = [s for s in answered if not s.done]
-        excused = [s for s in without_done if any(s.started <= k <= s.ended for k in self.kills)]
+        excused = [s for s in without_done if self.on_killed_worker(s.started, s.ended)]
         counted = len(without_done) - len(excused)
         five_hundreds = sum(n for counter in load.statuses.values() for status, n in counter.items()
                             if status == 500)
@@ -729,8 +752,11 @@ class Phase:
         slowest = max(load.batches, key=lambda b: (b.acked or b.last) - b.first, default=None)
         print(f"  keys     longest blocked {blocked:.1f} s (limit: outage {self.outage:.1f} s + 5 s)"
               + (f"; that key's answers: {timeline_line(slowest.timeline)}" if slowest else ""))
+        slowest_probes = ", ".join(f"{sent - self.fault_at:+.1f} s ({seconds:.1f} s, {status})"
+                                   for sent, seconds, status in slow)
         print(f"  health   p99 {p99 * 1000:.0f} ms, max {max(latencies, default=0) * 1000:.0f} ms "
-              f"({len(latencies)} probes)")
+              f"({len(latencies)} probes" + (f"; {len(cut)} cut by a worker SIGKILL not counted" if cut else "")
+              + ")" + (f"; slowest sent at fault {slowest_probes}" if slow else ""))
         long = [s for s in answered if s.long]
         print(f"  streams  {len(answered)} answered 200: {len(answered) - len(without_done)} with done, "
               f"{len(without_done)} without" + (f" ({len(excused)} open at a worker SIGKILL: not counted)"
