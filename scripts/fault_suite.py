@@ -364,8 +364,6 @@ class Batch:
     last: float = 0.0
     acked: float | None = None
     accepted: int = 0
-    final_status: Any = None
-    attempts: int = 0
     timeline: list[tuple[float, Any]] = dataclasses.field(default_factory=list)  # (seconds after first, status)
 
 
@@ -455,9 +453,7 @@ class Load:
                 status = "timeout"
             except httpx.HTTPError:
                 status = "conn-error"
-            batch.attempts += 1
             batch.last = time.time()
-            batch.final_status = status
             batch.timeline.append((batch.last - batch.first, status))
             self.count("ingest", status)
             if status in (202, 207):
