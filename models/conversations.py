@@ -78,12 +78,12 @@ def get_or_create_conversation(
     return session.get(Conversation, conversation_id)
 
 
+_CONVERSATIONS = Conversation.__table__
+
+
 def _insert_ignoring_conflict(session: Session):
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(Conversation.__table__).on_conflict_do_nothing(index_elements=["chatbot_id", "session_id"])
-
-
-_CONVERSATIONS = Conversation.__table__
+    return dialect.insert(_CONVERSATIONS).on_conflict_do_nothing(index_elements=["chatbot_id", "session_id"])
 
 
 def claim_positions(session: Session, chatbot_id: uuid.UUID, session_id: str, count: int, *,

@@ -55,7 +55,7 @@ TITLES = {
     "redis-down": "Redis killed, back after {outage:g} s",
     "redis-freeze": "Redis frozen (SIGSTOP) for {outage:g} s",
     "worker-kill": "three gunicorn workers SIGKILLed",
-    "sigterm": "SIGTERM to gunicorn (a deploy) with streams longer than its graceful timeout",
+    "sigterm": "a deploy (USR2, then SIGTERM to the old master) with streams longer than the graceful timeout",
     "outbox-kill": "outbox worker SIGKILLed mid-delivery",
 }
 ACTORS = 50
@@ -251,28 +251,52 @@ class Redis:
 
 
 class Server:
-    """gunicorn as in production (handlers/runtime/gunicorn_conf.py, uvicorn workers). SO_REUSEPORT
-    lets a replacement bind the same port while the old one drains, as in a deploy."""
+    """gunicorn as in production (handlers/runtime/gunicorn_conf.py, uvicorn workers)."""
 
-    def __init__(self, processes: Processes, env: dict, port: int, workers: int, graceful: int):
+    def __init__(self, processes: Processes, env: dict, port: int, workers: int, graceful: int, pidfile: Path):
         self.processes, self.env, self.port, self.workers, self.graceful = processes, env, port, workers, graceful
+        self.pidfile = pidfile
         self.url = f"http://127.0.0.1:{port}"
-        self.process: subprocess.Popen | None = None
+        self.pid = 0
+        self.process: subprocess.Popen | None = None  # None for a master started by USR2
 
     def start(self) -> "Server":
         self.process = self.processes.start("gunicorn", [
             str(Path(sys.executable).with_name("gunicorn")), "-c", "handlers/runtime/gunicorn_conf.py",
-            "--graceful-timeout", str(self.graceful), "--reuse-port", "handlers.runtime.asgi:app"], env=self.env)
+            "--graceful-timeout", str(self.graceful), "--pid", str(self.pidfile), "handlers.runtime.asgi:app"],
+            env=self.env)
+        self.pid = self.process.pid
         self.wait_ready()
         return self
 
+    def upgrade(self) -> "Server":
+        """gunicorn's zero-downtime deploy: USR2 starts a new master (and workers) on the
+        same listening socket; both serve until the old master is told to stop. (A second
+        server on SO_REUSEPORT would be handed connections before its workers accept.)"""
+        os.kill(self.pid, signal.SIGUSR2)
+
+        def new_master() -> int:
+            # Its pidfile: the same name, or (gunicorn 27) with a suffix while the old master runs.
+            for path in glob.glob(f"{self.pidfile}*"):
+                with contextlib.suppress(OSError, ValueError):
+                    pid = int(Path(path).read_text())
+                    if pid != self.pid and alive(pid):
+                        return pid
+            return 0
+
+        wait_until(lambda: new_master() != 0, 60, "the new gunicorn master (USR2)")
+        successor = Server(self.processes, self.env, self.port, self.workers, self.graceful, self.pidfile)
+        successor.pid = new_master()  # its process group is the first master's: cleaned up with it
+        successor.wait_ready()
+        return successor
+
     def worker_pids(self) -> list[int]:
-        return children_of(self.process.pid) if self.process and self.process.poll() is None else []
+        return children_of(self.pid) if alive(self.pid) else []
 
     def wait_ready(self, timeout: float = 90) -> None:
         def ready() -> bool:
-            if self.process.poll() is not None:
-                raise SuiteError(f"gunicorn exited with {self.process.returncode} (see gunicorn.log)")
+            if not alive(self.pid):
+                raise SuiteError(f"gunicorn {self.pid} exited (see gunicorn.log)")
             if len(self.worker_pids()) < self.workers:
                 return False
             with contextlib.suppress(httpx.HTTPError):
@@ -637,21 +661,19 @@ class Phase:
         for event in started:
             event.wait(15)
         old = suite.server
-        booting = time.time()
-        replacement = Server(suite.processes, suite.server_env, old.port, old.workers, graceful).start()
-        suite.server = replacement  # new requests may reach either until the old one closes its socket
+        upgrading = time.time()
+        suite.server = old.upgrade()
+        self.notes.append(f"USR2 at fault {upgrading - self.fault_at:+.1f} s: new master {suite.server.pid} "
+                          f"serving from {time.time() - self.fault_at:+.1f} s; then SIGTERM to the old one")
         signalled = time.monotonic()
-        self.notes.append(f"replacement started at fault {booting - self.fault_at:+.1f} s, serving from "
-                          f"{time.time() - self.fault_at:+.1f} s; then SIGTERM to the old one")
-        os.kill(old.process.pid, signal.SIGTERM)
-        log(f"SIGTERM gunicorn {old.process.pid}; replacement {replacement.process.pid} serving")
+        os.kill(old.pid, signal.SIGTERM)
+        log(f"SIGTERM gunicorn {old.pid}; new master {suite.server.pid} serving on the same socket")
         try:
             old.process.wait(graceful + 30)
+            self.notes.append(f"old master exited {time.monotonic() - signalled:.1f} s after SIGTERM "
+                              f"(graceful timeout {graceful} s)")
         except subprocess.TimeoutExpired:
             self.notes.append(f"the old master was still running {graceful + 30} s after SIGTERM")
-        self.notes.append(f"old server exited {time.monotonic() - signalled:.1f} s after SIGTERM "
-                          f"(graceful timeout {graceful} s)")
-        suite.processes.end(old.process)
 
     def fault_outbox_kill(self) -> None:
         suite, load = self.suite, self.load
@@ -827,7 +849,8 @@ class Suite:
         if migrate.returncode:
             raise SuiteError(f"scripts/admin migrate failed: {migrate.stdout[-800:]}")
         self.seed()
-        self.server = Server(self.processes, self.server_env, port, 2, self.options.graceful_timeout).start()
+        self.server = Server(self.processes, self.server_env, port, 2, self.options.graceful_timeout,
+                             self.folder / "gunicorn.pid").start()
         self.start_outbox()
         log(f"PostgreSQL :{self.postgres.port}, Redis :{self.redis.port}, gunicorn :{port} (2 workers), "
             f"OpenAI stub :{stub_port}, webhook receiver {self.receiver.url}")
