@@ -70,10 +70,7 @@ class Localizer:
         return text.format(**values)
 
 
-_INSERT_CONVERSATION = Conversation.__table__.insert()
 _INSERT_MESSAGE = Message.__table__.insert()
-_TOUCH_CONVERSATION = (update(Conversation.__table__).where(Conversation.__table__.c.id == bindparam("conversation"))
-                       .values(updated_at=bindparam("now")))
 
 
 class ChatEngine:
@@ -108,18 +105,29 @@ class ChatEngine:
         new_conversation = conversation is None
         if new_conversation:
             # A new conversation has no messages: nothing to count or to read back.
-            conversation = Conversation(id=uuid.uuid4(), chatbot_id=chatbot.id, session_id=request["session_id"],
-                                        language=language, page_url=request.get("page_url"))
-            user_turns, last_seq, history = 0, 0, []
+            conversation_id, user_turns, history = uuid.uuid4(), 0, []
         else:
-            user_turns, last_seq = session.execute(select(
-                func.count().filter(Message.role == "user"), func.coalesce(func.max(Message.seq), 0))
-                .where(Message.conversation_id == conversation.id)).one()
+            conversation_id = conversation.id
+            user_turns = session.scalar(select(func.count()).where(
+                Message.conversation_id == conversation.id, Message.role == "user"))
             if user_turns < chatbot.session_message_cap:
                 history = self._history(session, conversation.id)  # before this turn's own message
-        plan.conversation_id = conversation.id
+        plan.conversation_id = conversation_id
+
+        def claim(count: int) -> int:
+            """Creates the conversation or takes `count` positions in it (the first is
+            returned): the insert-or-get and the counter keep concurrent turns of one
+            session in one conversation with distinct positions."""
+            first = None if new_conversation else conversations.claim_positions_in(session, conversation_id, count)
+            if first is None:  # new, or deleted since it was read
+                plan.conversation_id, first = conversations.claim_positions(
+                    session, chatbot.id, request["session_id"], count, conversation_id=conversation_id,
+                    language=language, page_url=request.get("page_url"))
+            return first
+
         if user_turns >= chatbot.session_message_cap:
-            session.add(conversation)  # as before: the conversation exists, without this turn
+            if new_conversation:
+                claim(0)  # as before: the conversation exists, without this turn
             return stop("error", "session_limit")
 
         message = request["message"]
@@ -127,8 +135,7 @@ class ChatEngine:
         pending: list[dict[str, Any]] = []
 
         def add(role: str, content: str = "", **fields) -> dict[str, Any]:
-            row = {"id": uuid.uuid4(), "conversation_id": conversation.id, "seq": last_seq + 1 + len(pending),
-                   "role": role, "content": content, **fields}
+            row = {"id": uuid.uuid4(), "role": role, "content": content, **fields}
             pending.append(row)
             if role == "assistant":
                 plan.reply_id = row["id"]
@@ -137,14 +144,9 @@ class ChatEngine:
         def write() -> None:
             # Core statements, not an ORM flush (the flush was ~10% of a stream's CPU). Each
             # message row names only the columns the turn set, as the ORM's INSERT did.
-            if new_conversation:
-                session.execute(_INSERT_CONVERSATION, {
-                    "id": conversation.id, "chatbot_id": conversation.chatbot_id,
-                    "session_id": conversation.session_id, "language": conversation.language,
-                    "page_url": conversation.page_url})
-            else:
-                session.execute(_TOUCH_CONVERSATION, {"conversation": conversation.id, "now": utcnow()})
-            for row in pending:
+            first = claim(len(pending))
+            for offset, row in enumerate(pending):
+                row.update(conversation_id=plan.conversation_id, seq=first + offset)
                 session.execute(_INSERT_MESSAGE, row)
 
         add("user", message, page_url=request.get("page_url"), language=request.get("language"),
@@ -475,20 +477,19 @@ class Turn:
                     values["tool_payload"] = {"error": outcome.error}
                 session.connection().execute(_FINALIZE_ERROR if outcome.error else _FINALIZE, values)
                 return
-            conversation = session.get(Conversation, plan.conversation_id)
-            for record in outcome.tool_records:
-                conversations.add_message(
-                    session, conversation, "tool",
-                    json.dumps(record["result"], ensure_ascii=False, default=str)[:20000],
-                    tool_name=record["name"][:100],
-                    tool_payload={"call_id": record["call_id"], "arguments": record["arguments"],
-                                  "result": record["result"], "card": record["card"]})
             assistant = session.get(Message, plan.assistant_message_id)
             if assistant is None:  # deleted meanwhile (conversation removed by the back office)
                 return
-            last = session.scalar(select(func.max(Message.seq)).where(Message.conversation_id == conversation.id))
-            if outcome.tool_records:
-                assistant.seq = (last or 0) + 1  # the answer follows its tool calls
+            # The answer follows its tool calls: fresh positions for both.
+            first = conversations.claim_positions_in(session, assistant.conversation_id, len(outcome.tool_records) + 1)
+            for offset, record in enumerate(outcome.tool_records):
+                session.add(Message(
+                    conversation_id=assistant.conversation_id, seq=first + offset, role="tool",
+                    content=json.dumps(record["result"], ensure_ascii=False, default=str)[:20000],
+                    tool_name=record["name"][:100],
+                    tool_payload={"call_id": record["call_id"], "arguments": record["arguments"],
+                                  "result": record["result"], "card": record["card"]}))
+            assistant.seq = first + len(outcome.tool_records)
             assistant.content = "".join(outcome.text)
             assistant.finish_reason = outcome.finish or "disconnected"
             assistant.prompt_tokens = outcome.prompt_tokens

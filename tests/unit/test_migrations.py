@@ -76,3 +76,53 @@ def test_revisions_do_not_import_application_code():
     for path in migrate.MIGRATIONS_DIR.joinpath("versions").glob("*.py"):
         source = path.read_text()
         assert "import models" not in source and "from models" not in source, path.name
+
+
+def test_unique_positions_migration_renumbers_shared_positions(fresh_database_url):
+    """Before 3fec93147cef concurrent turns could share a `seq`: the upgrade renumbers
+    them in stored order and starts each conversation's counter after its last message."""
+    import datetime as dt
+    import uuid
+
+    from sqlalchemy import Integer, Table, Uuid, select
+
+    from models import alpinechat
+    from models.db import Database, UTCDateTime
+
+    migrate.upgrade(fresh_database_url, "4244f0c264e2")
+    database = Database(fresh_database_url)
+    with database.unit_of_work() as s:  # tenants and chatbots are as they were then
+        bot = alpinechat.create_chatbot(s, alpinechat.create_tenant(s, "t", "a@example.com"), "b", "B")
+    database.dispose()
+    old = MetaData()  # the columns this test writes and reads, as they are typed then and now
+    conversations = Table("conversations", old, Column("id", Uuid), Column("chatbot_id", Uuid),
+                          Column("session_id", String), Column("created_at", UTCDateTime),
+                          Column("updated_at", UTCDateTime), Column("last_seq", Integer))
+    messages = Table("messages", old, Column("id", Uuid), Column("conversation_id", Uuid), Column("seq", Integer),
+                     Column("role", String), Column("content", String), Column("created_at", UTCDateTime))
+    shared, clean = uuid.uuid4(), uuid.uuid4()
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    engine = create_engine(fresh_database_url, poolclass=NullPool)
+    try:
+        with engine.begin() as c:
+            for conversation in (shared, clean):
+                c.execute(conversations.insert().values(id=conversation, chatbot_id=bot.id, session_id=str(conversation),
+                                                        created_at=now, updated_at=now))
+            rows = [(shared, 1), (shared, 2), (shared, 2), (shared, 3), (clean, 1), (clean, 5)]
+            for second, (conversation, seq) in enumerate(rows):
+                c.execute(messages.insert().values(id=uuid.uuid4(), conversation_id=conversation, seq=seq, role="user",
+                                                   content=f"m{second}", created_at=now + dt.timedelta(seconds=second)))
+        migrate.upgrade(fresh_database_url)
+        with engine.connect() as c:
+            def positions(conversation):
+                return [tuple(r) for r in c.execute(select(messages.c.content, messages.c.seq).where(
+                    messages.c.conversation_id == conversation).order_by(messages.c.seq))]
+
+            def last_seq(conversation):
+                return c.execute(select(conversations.c.last_seq).where(conversations.c.id == conversation)).scalar()
+
+            assert positions(shared) == [("m0", 1), ("m1", 2), ("m2", 3), ("m3", 4)]
+            assert positions(clean) == [("m4", 1), ("m5", 5)]  # no shared position: untouched
+            assert (last_seq(shared), last_seq(clean)) == (4, 5)
+    finally:
+        engine.dispose()
