@@ -93,6 +93,9 @@ def test_an_owner_whose_lease_lapsed_and_was_taken_over_commits_nothing(client, 
     key = new_key()
     body = {"events": [event(0), event(1)]}
     real = ingest.write_events
+    # What the request that took the key over stored: a whole, contract-valid answer of its own.
+    others_answer = {"requestId": "req_the_other_request", "accepted": 2, "rejected": 0, "batchLimit": 500,
+                     "results": {"accepted": [], "rejected": []}}
 
     def taken_over_meanwhile(writer):
         real(writer)  # this request's rows, in its still-open transaction
@@ -107,13 +110,13 @@ def test_an_owner_whose_lease_lapsed_and_was_taken_over_commits_nothing(client, 
                                  dt.timedelta(seconds=4), other) is None
         with database.unit_of_work() as s:
             assert records.complete(s, str(made.key_id), key, other, 202, {"Content-Type": "application/json"},
-                                    b'{"from": "the other request"}')
+                                    json.dumps(others_answer).encode())
 
     monkeypatch.setattr(ingest, "write_events", taken_over_meanwhile)
     response = client.post(EVENTS, json=body, headers={**made.headers, "Idempotency-Key": key})
     assert response.status_code == 202
     assert response.headers["Idempotent-Replayed"] == "true"
-    assert response.json() == {"from": "the other request"}
+    assert response.json() == others_answer
     assert peek.event_count(made.org_id) == 0  # this request's rows rolled back
 
 
