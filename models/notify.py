@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from standardwebhooks import Webhook
 
-from handlers.runtime.config import Settings
+from models.config import Settings
 
 HTTP_TIMEOUT = 10.0
 SMTP_TIMEOUT = 15.0

@@ -28,7 +28,7 @@ from typing import Any, Callable
 from sqlalchemy import ForeignKey, Index, String, Text, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from handlers.runtime.config import Settings
+from models.config import Settings
 from models import notify as sender
 from models.alpinechat import Chatbot, ensure_webhook_secret
 from models.db import Base, CreatedAt, Database, UUIDPk, utcnow

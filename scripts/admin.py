@@ -20,7 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from handlers.runtime.config import Settings
+from models.config import Settings
 from models import alpinechat, migrate, wepeople
 from models.db import Database
 from models.keys import masked

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
 
-from handlers.runtime.config import Settings
+from models.config import Settings
 from models import alpinechat, backoffice, migrate, outbox
 from models.db import Database
 

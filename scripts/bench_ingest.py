@@ -39,7 +39,7 @@ import uuid
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 
 DEFAULT_DB = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/14"

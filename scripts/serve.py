@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from handlers.runtime.config import ROOT, Settings
+from models.config import ROOT, Settings
 from models import migrate
 
 

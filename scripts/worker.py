@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 
-from handlers.runtime.config import Settings
+from models.config import Settings
 from models import outbox
 from models.chat import reservations
 from models.chat.config import ChatConfig

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
-from handlers.runtime.config import Settings
+from models.config import Settings
 from models import alpinechat, migrate, wepeople
 from models.db import Database
 

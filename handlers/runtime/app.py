@@ -22,7 +22,7 @@ from flask import request as flask_request
 from starlette.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
-from handlers.runtime.config import Settings
+from models.config import Settings
 from handlers.runtime.cors import ChatbotCorsMiddleware
 from handlers.runtime.docs import add_documentation
 from handlers.runtime.documented import foreign_key_translation

@@ -2,7 +2,7 @@
 import gc
 
 from handlers.runtime.app import create_app
-from handlers.runtime.config import raise_open_file_limit
+from models.config import raise_open_file_limit
 from handlers.runtime.sse import engine_for
 
 raise_open_file_limit()

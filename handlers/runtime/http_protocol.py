@@ -28,7 +28,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn_worker import UvicornWorker
 
-from handlers.runtime.config import Settings
+from models.config import Settings
 from handlers.runtime.middleware import EDGE_FRAMING_ERROR, EDGE_REFUSAL
 
 

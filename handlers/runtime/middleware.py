@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from handlers.runtime.body import (
     BodyCorrupt, BodyDeadlines, BodyTimeout, BodyTooLarge, ClientGone, codings_of, read_body,
 )
-from handlers.runtime.config import Settings
+from models.config import Settings
 from handlers.runtime.errors import ApiError, ErrorRenderer, RequestValidationFailed
 from handlers.runtime.specs import Contracts
 

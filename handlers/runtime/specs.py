@@ -14,7 +14,7 @@ import jsonschema_rs
 import yaml
 
 from handlers.runtime import openapi_translate
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 

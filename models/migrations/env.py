@@ -5,7 +5,7 @@ from alembic import context
 from sqlalchemy import JSON, create_engine
 from sqlalchemy.pool import NullPool
 
-from handlers.runtime.config import Settings
+from models.config import Settings
 from models.db import Base, UTCDateTime
 from models.registry import load_all
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 
 SPEC = json.loads((ROOT / "specs/alpinechat.json").read_text())
 

@@ -12,7 +12,7 @@ import re
 import pytest
 import yaml
 
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 
 PAGES = ["/docs", "/docs/wepeople", "/docs/alpinechat", "/docs/wepeople/errors", "/docs/alpinechat/errors",
          "/docs/wepeople/errors/invalid_key", "/docs/alpinechat/errors/not_found"]

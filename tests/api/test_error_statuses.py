@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from handlers.runtime import openapi_translate
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 from handlers.runtime.errors import (ALPINECHAT_FALLBACK_CODES, WEPEOPLE_FALLBACK_CODES, ApiError, ErrorRenderer,
                                      error_codes)
 from handlers.runtime.specs import load_contracts

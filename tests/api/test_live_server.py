@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 
 
 def _free_port() -> int:

@@ -6,7 +6,7 @@ import json
 import pytest
 import yaml
 
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 from tests.api.wepeople.helpers import EVENTS, event
 
 SPEC = yaml.safe_load((ROOT / "specs/wepeople-ingest.yaml").read_text())

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from handlers.runtime.config import ROOT, Settings
+from models.config import ROOT, Settings
 from models import alpinechat
 from scripts import admin_widget
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 
 HERE = Path(__file__).parent
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")

@@ -28,7 +28,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 from models import alpinechat, backoffice, conversations, knowledge
 from models.conversations import Message
 from tests.api.chat.openai_stub import OpenAIStub

@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 from models import alpinechat, wepeople
 from tests.conftest import unique
 

@@ -13,7 +13,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from handlers.runtime.config import Settings
+from models.config import Settings
 from models import backoffice, notify, outbox
 
 # The test server allows AUTH without TLS (it has no certificate); aiosmtpd warns about that.

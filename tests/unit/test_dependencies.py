@@ -8,7 +8,7 @@ import importlib.metadata
 import re
 import sys
 
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 from scripts.requirements import requirements
 
 # Declared distributions the code uses without importing them, with the file and text that

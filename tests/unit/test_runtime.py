@@ -9,7 +9,7 @@ import pytest
 
 from handlers.runtime import openapi_translate
 from handlers.runtime.app import Runtime, create_app, handler_name
-from handlers.runtime.config import ROOT, Settings
+from models.config import ROOT, Settings
 from handlers.runtime.ratelimit import RateLimiter
 from handlers.runtime.specs import StaleBundleError, load_contracts
 
@@ -80,7 +80,7 @@ def test_open_file_limit_is_raised_to_the_hard_limit():
     expected = 1 << 20 if hard == resource.RLIM_INFINITY else min(hard, 1 << 20)
     # In a child whose soft limit starts low, as on hosts where it is 1,024 by default.
     script = ("import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit("
-              "resource.RLIMIT_NOFILE)[1])); from handlers.runtime.config import raise_open_file_limit; "
+              "resource.RLIMIT_NOFILE)[1])); from models.config import raise_open_file_limit; "
               "returned = raise_open_file_limit(); print(returned, resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT)
     returned, now = map(int, out.stdout.split())

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 
 
 @pytest.fixture

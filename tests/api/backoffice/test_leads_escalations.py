@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 from models import alpinechat, backoffice
 
 SPEC = json.loads((ROOT / "specs/alpinechat.json").read_text())

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 from models import outbox
 from models.db import utcnow
 

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 from models import alpinechat
 from models.backoffice import Escalation, Feedback, Lead
 

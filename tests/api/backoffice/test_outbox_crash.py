@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
-from handlers.runtime.config import ROOT, Settings
+from models.config import ROOT, Settings
 from models import alpinechat, migrate, outbox
 from models.db import Database, utcnow
 

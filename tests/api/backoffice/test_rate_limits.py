@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 
 SPEC = json.loads((ROOT / "specs/alpinechat.json").read_text())
 

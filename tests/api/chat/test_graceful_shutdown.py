@@ -23,7 +23,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 from handlers.runtime.specs import load_contracts
 from models import conversations
 from models.chat.config import PriceTable

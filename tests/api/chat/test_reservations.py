@@ -12,7 +12,7 @@ import uuid
 
 from sqlalchemy import update
 
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 from models import alpinechat, conversations, migrate
 from models.chat import reservations
 from models.conversations import Message

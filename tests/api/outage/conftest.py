@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 from models import alpinechat, migrate, wepeople
 from models.db import Database
 

@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from handlers.runtime.config import Settings
+from models.config import Settings
 from models import migrate, outage
 from models.db import Database
 from tests.api.outage.conftest import seed

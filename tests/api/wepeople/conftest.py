@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 from models import ingest
 
 

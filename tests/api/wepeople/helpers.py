@@ -5,7 +5,7 @@ import uuid
 
 import yaml
 
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 
 SPEC = yaml.safe_load((ROOT / "specs/wepeople-ingest.yaml").read_text())
 SCHEMAS = SPEC["components"]["schemas"]

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from handlers.runtime.config import ROOT
+from models.config import ROOT
 from handlers.runtime.idempotency import LEASE_SECONDS
 from tests.api.test_wepeople_errors import assert_wepeople_error
 from tests.api.wepeople.helpers import EVENTS, event, new_key

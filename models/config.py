@@ -5,7 +5,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bool(value: str | None, default: bool = False) -> bool:
