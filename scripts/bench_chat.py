@@ -19,14 +19,14 @@ import argparse
 import asyncio
 import json
 import os
-import resource
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from scripts import benchlib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,16 +142,7 @@ async def one_stream(port: int, slug: str, key: str, index: int, results: list, 
         record["error"] = str(exc)
 
 
-def server_pids(pid: int) -> list[int]:
-    """The server process and its children (gunicorn's workers)."""
-    pids = [pid]
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            children = (task / "children").read_text().split()
-            pids.extend(int(c) for c in children)
-    except OSError:
-        pass
-    return pids
+server_pids = benchlib.server_pids  # the server process and its children (gunicorn's workers)
 
 
 def rss_kb(pid: int) -> int:
@@ -166,22 +157,10 @@ def rss_kb(pid: int) -> int:
     return total
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of the server and its workers (the first measure to trust on a
-    shared machine: wall-clock figures depend on what else runs)."""
-    total = 0
-    for p in server_pids(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except OSError:
-            pass
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+# User + system CPU of the server and its workers (the first measure to trust on a
+# shared machine: wall-clock figures depend on what else runs), and the bench's own.
+cpu_seconds = benchlib.tree_cpu
+own_cpu_seconds = benchlib.own_cpu_seconds
 
 
 async def run_client(args, port: int, slug: str, key: str, server_pid: int, upstream_pid: int | None = None) -> dict:
@@ -228,21 +207,8 @@ def pct(values: list[float], q: float) -> float:
 
 # ── Orchestration ────────────────────────────────────────────────────────────
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listening on {port}")
+free_port = benchlib.free_port
+wait_port = benchlib.wait_port
 
 
 def seed(database_url: str) -> tuple[str, str]:

@@ -28,7 +28,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,15 +38,15 @@ import uuid
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
-from models.config import ROOT
+from scripts import benchlib
 
-DEFAULT_DB = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
+DEFAULT_DB = benchlib.DEFAULT_DB
+DEFAULT_REDIS = benchlib.DEFAULT_REDIS
 BATCH = 500
 ACTORS = 50
 
 
-def make_batch(seed: int) -> list[dict]:
+def make_batch(seed: int, size: int = BATCH) -> list[dict]:
     return [{
         "eventType": "ticket.resolved",
         "category": "project_management",
@@ -56,26 +55,17 @@ def make_batch(seed: int) -> list[dict]:
         "duration": 180,
         "metadata": {"ticket_id": f"SUP-{seed}-{i}", "priority": "high", "queue": "support-emea",
                      "tags": ["billing", "vip"], "sla_minutes": 240},
-    } for i in range(BATCH)]
+    } for i in range(size)]
 
 
 # ── Database ─────────────────────────────────────────────────────────────────
 
 
 def create_database(base_url: str) -> str:
-    name = f"bench_ingest_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(make_url(base_url).set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(base_url).set(database=name).render_as_string(hide_password=False)
+    return benchlib.create_database(base_url, "bench_ingest")
 
 
-def drop_database(url: str) -> None:
-    admin = create_engine(make_url(url).set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    admin.dispose()
+drop_database = benchlib.drop_database
 
 
 def seed(url: str):
@@ -116,35 +106,8 @@ def new_key(url: str, app_id) -> str:
 # ── Server ───────────────────────────────────────────────────────────────────
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(url: str, redis_url: str, workers: int) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    env = dict(os.environ, DATABASE_URL=url, REDIS_URL=redis_url, BIND=f"127.0.0.1:{port}",
-               WEB_CONCURRENCY=str(workers), LOG_LEVEL="warning")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "handlers/runtime/gunicorn_conf.py"),
-         "--access-logfile", "/dev/null", "handlers.runtime.asgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/openapi/v1.yaml")
-            connection.getresponse().read()
-            connection.close()
-            return process, port
-        except OSError:
-            if process.poll() is not None:
-                raise SystemExit("gunicorn exited during start-up")
-            time.sleep(0.2)
-    process.terminate()
-    raise SystemExit("gunicorn did not answer within 60 s")
+    return benchlib.start_project(url, redis_url, workers)
 
 
 def start_profiler(master: int, output: str) -> subprocess.Popen:
@@ -155,13 +118,7 @@ def start_profiler(master: int, output: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL)
 
 
-def stop_server(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+stop_server = benchlib.stop_server
 
 
 # ── Load generator (a separate process) ──────────────────────────────────────
@@ -229,24 +186,8 @@ def drive(port: int, key: str, batches: int, connections: int, warmup: int, out,
     out.close()
 
 
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far; 0 when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def server_cpu(master: int) -> float:
-    """CPU seconds used so far by the gunicorn workers (children of the master)."""
-    try:
-        with open(f"/proc/{master}/task/{master}/children") as f:
-            children = [int(p) for p in f.read().split()]
-    except OSError:
-        return 0.0
-    return sum(process_cpu(child) for child in children)
+# CPU seconds used so far by the gunicorn workers (children of the master), from /proc.
+server_cpu = benchlib.children_cpu
 
 
 def measure_server(port: int, key: str, batches: int, connections: int, master: int, compress: bool = False) -> dict:
