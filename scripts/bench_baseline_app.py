@@ -17,7 +17,8 @@ with DATABASE_URL set (the project's database). What it does, per request:
   fails), and the project's own ingest (models.ingest.ingest_events, same rules read
   from the spec) in one unit of work. With an `Idempotency-Key`, the same records as
   the project (models.ingest_idempotency: a claim in its own transaction, the response
-  stored in the ingest's transaction; the request hashed the same way).
+  stored in the ingest's transaction; the request hashed the same way), unless
+  BENCH_BASELINE_IDEMPOTENCY=0 (then the header is ignored: a baseline without it).
 
 What it leaves out (see `OMITS`): rate limits (the project's one Redis round trip per
 event batch), idempotency's lease renewal thread and its waiting for a concurrent
@@ -29,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import time
 import uuid
 
@@ -100,6 +102,7 @@ def create_app() -> Flask:
         batch_limit=schemas["IngestEventBatch"]["properties"]["events"]["maxItems"],
         monthly_events={plan: limits.get("monthlyEvents") for plan, limits in plans.items()})
     cache = KeyCache(settings.auth_cache_seconds)
+    honour_idempotency = os.environ.get("BENCH_BASELINE_IDEMPOTENCY", "1") != "0"
     usage = KeyUsage(database)
     app = Flask(__name__)
 
@@ -162,7 +165,7 @@ def create_app() -> Flask:
                     message = next(iter(event_validator.iter_errors(event))).message
                     rejected.append(ingest.Rejection(index, "invalid_body", f"events[{index}]: {message}"[:1000]))
 
-        idempotency_key = request.headers.get("Idempotency-Key")
+        idempotency_key = request.headers.get("Idempotency-Key") if honour_idempotency else None
         owner = p["key_id"]
         token = None
         if idempotency_key:

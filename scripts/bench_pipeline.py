@@ -2,6 +2,7 @@
 
     scripts/bench-pipeline [--rounds 3] [--connections 8] [--workers 2] [--scenarios ping,batch1,batch500]
                            [--database-url URL | --postgres] [--no-idempotency-key]
+                           [--baseline-without-idempotency]
 
 1. a database (a fresh SQLite file by default; `--postgres`: a throwaway PostgreSQL
    database on BENCH_DATABASE_URL, as bench_ingest makes; `--database-url`: that one,
@@ -60,7 +61,7 @@ class Scenario:
 
 SCENARIOS = {
     "ping": Scenario("ping", "GET", PING_PATH, 0, 3000, 100, "GET ping (authenticated, cached key)"),
-    "batch1": Scenario("batch1", "POST", EVENTS_PATH, 1, 1500, 100, "POST events, 1-event batch"),
+    "batch1": Scenario("batch1", "POST", EVENTS_PATH, 1, 1000, 100, "POST events, 1-event batch"),
     "batch500": Scenario("batch500", "POST", EVENTS_PATH, 500, 150, 10, "POST events, 500-event batch"),
 }
 
@@ -203,9 +204,10 @@ class Tenancy:
         self.database.dispose()
 
 
-def start_baseline(url: str, workers: int, threads: int):
+def start_baseline(url: str, workers: int, threads: int, idempotency: bool = True):
     port = benchlib.free_port()
-    env = dict(os.environ, DATABASE_URL=url, LOG_LEVEL="warning")
+    env = dict(os.environ, DATABASE_URL=url, LOG_LEVEL="warning",
+               BENCH_BASELINE_IDEMPOTENCY="1" if idempotency else "0")
     process = benchlib.start_gunicorn(
         ["-k", "gthread", "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{port}",
          "--keep-alive", "5", "--access-logfile", "/dev/null", "--log-level", "warning", "--no-control-socket",
@@ -242,6 +244,9 @@ def main(argv=None) -> int:
     parser.add_argument("--postgres", action="store_true",
                         help="a throwaway PostgreSQL database on BENCH_DATABASE_URL (dropped at the end)")
     parser.add_argument("--no-idempotency-key", action="store_true", help="send event batches without one")
+    parser.add_argument("--baseline-without-idempotency", action="store_true",
+                        help="the baseline ignores Idempotency-Key (no claim, no stored response): the ratio "
+                             "then counts the project's idempotency records as pipeline cost")
     args = parser.parse_args(argv)
     scenarios = [SCENARIOS[name] for name in args.scenarios.split(",")]
     from models import migrate
@@ -265,7 +270,8 @@ def main(argv=None) -> int:
             tenancy = Tenancy(url)
             project, project_port = benchlib.start_project(url, redis_url, args.workers)
             servers.append(project)
-            baseline, baseline_port = start_baseline(url, args.workers, threads)
+            baseline_idempotency = idempotency and not args.baseline_without_idempotency
+            baseline, baseline_port = start_baseline(url, args.workers, threads, baseline_idempotency)
             servers.append(baseline)
             sides = {"project": (project_port, project.pid), "baseline": (baseline_port, baseline.pid)}
             print(f"database {url.split('://')[0]}, {args.workers} workers each (project: uvicorn workers, "
@@ -274,7 +280,8 @@ def main(argv=None) -> int:
                   f"{'with' if idempotency else 'without'} Idempotency-Key", flush=True)
             from scripts.bench_baseline_app import OMITS
 
-            print("baseline omits: " + "; ".join(OMITS), flush=True)
+            omits = OMITS if baseline_idempotency else (*OMITS, "idempotency records (claim and stored response)")
+            print("baseline omits: " + "; ".join(omits), flush=True)
             ping_keys = tenancy.fresh_keys(1)  # the same key for both sides
             summaries = {}
             for scenario in scenarios:
