@@ -9,7 +9,6 @@ Uses a throwaway SQLite file by default (or the given DATABASE URL, migrated fir
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import tempfile
 import threading
@@ -22,12 +21,10 @@ from aiosmtpd.controller import Controller
 from models.config import Settings
 from models import alpinechat, backoffice, migrate, outbox
 from models.db import Database
+from scripts.benchlib import free_port
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_free_port = free_port
 
 
 class _Ok(BaseHTTPRequestHandler):
