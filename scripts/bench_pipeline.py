@@ -238,7 +238,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of each server")
     parser.add_argument("--scenarios", default="ping,batch1,batch500")
     parser.add_argument("--requests", type=float, default=1.0,
-                        help="scale of the measured requests per round (defaults: ping 3000, batch1 1500, "
+                        help="scale of the measured requests per round (defaults: ping 3000, batch1 1000, "
                              "batch500 150)")
     parser.add_argument("--database-url", help="an existing database (migrated here); default a fresh SQLite file")
     parser.add_argument("--postgres", action="store_true",

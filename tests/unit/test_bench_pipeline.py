@@ -89,3 +89,21 @@ def test_event_requests_carry_unique_idempotency_keys_and_valid_batches():
 def test_ping_requests_are_prebuilt_gets():
     requests = request_maker(SCENARIOS["ping"], ["wp_live_k"], "tag", True)
     assert requests(7) == b"GET /api/v1/ingest/ping HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer wp_live_k\r\n\r\n"
+
+
+@pytest.mark.parametrize("raw, status, body", [
+    (b"HTTP/1.1 202 Accepted\r\ncontent-length: 5\r\nx-a: b\r\n\r\nhello", 202, b"hello"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n", 200, b"abcde"),
+    (b"HTTP/1.1 204 No Content\r\n\r\n", 204, b""),
+])
+def test_the_load_generator_reads_sized_chunked_and_empty_responses(raw, status, body):
+    import asyncio
+
+    async def read():
+        reader = asyncio.StreamReader()
+        reader.feed_data(raw + b"HTTP/1.1 ...")  # the next response must stay unread
+        return await benchlib._read_response(reader), reader._buffer
+
+    (got_status, got_body), rest = asyncio.run(read())
+    assert (got_status, got_body) == (status, body)
+    assert bytes(rest) == b"HTTP/1.1 ..."
