@@ -70,6 +70,11 @@ class Settings:
     smtp_starttls: bool = False
     smtp_ssl: bool = False
     mail_from: str = "noreply@alpinechat.local"
+    # Retention in scripts/worker (models/retention.py): seconds between runs (0: off),
+    # rows deleted per transaction, days delivered outbox rows are kept (0: forever).
+    retention_interval_seconds: float = 300.0
+    retention_batch_size: int = 1000
+    outbox_keep_days: float = 30.0
     # Webhooks to private/loopback addresses are refused unless allowed.
     webhook_allow_private: bool = False
     # /demo/<slug> pages: on by default only on the embedded SQLite default.
@@ -114,6 +119,9 @@ class Settings:
             smtp_starttls=_bool(env.get("SMTP_STARTTLS")),
             smtp_ssl=_bool(env.get("SMTP_SSL")),
             mail_from=env.get("MAIL_FROM", "noreply@alpinechat.local"),
+            retention_interval_seconds=float(env.get("RETENTION_INTERVAL_SECONDS", "300")),
+            retention_batch_size=int(env.get("RETENTION_BATCH_SIZE", "1000")),
+            outbox_keep_days=float(env.get("OUTBOX_KEEP_DAYS", "30")),
             webhook_allow_private=_bool(env.get("WEBHOOK_ALLOW_PRIVATE")),
             demo_widget_key=env.get("DEMO_WIDGET_KEY") or None,
         )
