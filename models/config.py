@@ -31,7 +31,9 @@ class Settings:
     redis_connect_timeout: float = 0.3
     redis_read_timeout: float = 0.3
     redis_retry_seconds: float = 2.0
+    # Each process's one pool: DB_POOL_SIZE kept open, DB_MAX_OVERFLOW more under load.
     db_pool_size: int = 10
+    db_max_overflow: int = 5
     # PostgreSQL connect timeout and the wait for a pooled connection (seconds): a
     # database that stops answering fails requests (503) instead of hanging them.
     db_connect_timeout: float = 5.0
@@ -92,6 +94,7 @@ class Settings:
             redis_read_timeout=float(env.get("REDIS_READ_TIMEOUT", "0.3")),
             redis_retry_seconds=float(env.get("REDIS_RETRY_SECONDS", "2")),
             db_pool_size=int(env.get("DB_POOL_SIZE", "10")),
+            db_max_overflow=int(env.get("DB_MAX_OVERFLOW", "5")),
             db_connect_timeout=float(env.get("DB_CONNECT_TIMEOUT", "5")),
             db_pool_timeout=float(env.get("DB_POOL_TIMEOUT", "10")),
             db_statement_timeout=float(env.get("DB_STATEMENT_TIMEOUT", "0")),

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     policy = outbox.RetryPolicy(args.max_attempts, args.backoff, args.backoff_cap)
-    database = Database(settings.database_url, pool_size=2)
+    database = Database(settings.database_url, pool_size=2, max_overflow=0)
     retention = RetentionJobs(database, RetentionPolicy.from_settings(settings))
     counts = {"attempted": 0, "delivered": 0, "failed_attempts": 0, "reservations_settled": 0}
 
