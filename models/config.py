@@ -31,7 +31,9 @@ class Settings:
     redis_connect_timeout: float = 0.3
     redis_read_timeout: float = 0.3
     redis_retry_seconds: float = 2.0
+    # Each process's one pool: DB_POOL_SIZE kept open, DB_MAX_OVERFLOW more under load.
     db_pool_size: int = 10
+    db_max_overflow: int = 5
     # PostgreSQL connect timeout and the wait for a pooled connection (seconds): a
     # database that stops answering fails requests (503) instead of hanging them.
     db_connect_timeout: float = 5.0
@@ -70,6 +72,11 @@ class Settings:
     smtp_starttls: bool = False
     smtp_ssl: bool = False
     mail_from: str = "noreply@alpinechat.local"
+    # Retention in scripts/worker (models/retention.py): seconds between runs (0: off),
+    # rows deleted per transaction, days delivered outbox rows are kept (0: forever).
+    retention_interval_seconds: float = 300.0
+    retention_batch_size: int = 1000
+    outbox_keep_days: float = 30.0
     # Webhooks to private/loopback addresses are refused unless allowed.
     webhook_allow_private: bool = False
     # /demo/<slug> pages: on by default only on the embedded SQLite default.
@@ -87,6 +94,7 @@ class Settings:
             redis_read_timeout=float(env.get("REDIS_READ_TIMEOUT", "0.3")),
             redis_retry_seconds=float(env.get("REDIS_RETRY_SECONDS", "2")),
             db_pool_size=int(env.get("DB_POOL_SIZE", "10")),
+            db_max_overflow=int(env.get("DB_MAX_OVERFLOW", "5")),
             db_connect_timeout=float(env.get("DB_CONNECT_TIMEOUT", "5")),
             db_pool_timeout=float(env.get("DB_POOL_TIMEOUT", "10")),
             db_statement_timeout=float(env.get("DB_STATEMENT_TIMEOUT", "0")),
@@ -114,6 +122,9 @@ class Settings:
             smtp_starttls=_bool(env.get("SMTP_STARTTLS")),
             smtp_ssl=_bool(env.get("SMTP_SSL")),
             mail_from=env.get("MAIL_FROM", "noreply@alpinechat.local"),
+            retention_interval_seconds=float(env.get("RETENTION_INTERVAL_SECONDS", "300")),
+            retention_batch_size=int(env.get("RETENTION_BATCH_SIZE", "1000")),
+            outbox_keep_days=float(env.get("OUTBOX_KEEP_DAYS", "30")),
             webhook_allow_private=_bool(env.get("WEBHOOK_ALLOW_PRIVATE")),
             demo_widget_key=env.get("DEMO_WIDGET_KEY") or None,
         )

@@ -145,7 +145,7 @@ def _statement_timeout(seconds: float):
     return on_connect
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocommit: bool = False,
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 5, echo: bool = False,
                 connect_timeout: float = 5, pool_timeout: float = 10, busy_timeout: float = 10,
                 statement_timeout: float = 0) -> Engine:
     """`connect_timeout` (PostgreSQL): a server that does not answer fails the connection
@@ -164,10 +164,9 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocommit
         event.listen(engine, "connect", _contact)
         return engine
     engine = create_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_timeout=pool_timeout,
+        url, echo=echo, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout,
         # libpq counts whole seconds, at least 2.
         connect_args={"connect_timeout": max(2, round(connect_timeout))},
-        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
     _ping_when_in_doubt(engine)
     if statement_timeout:
@@ -176,23 +175,35 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocommit
     return engine
 
 
-class Database:
-    """An engine and its session factory; one `Database` per process and URL."""
+# The health probe's own pool (Database.prober): at most this many connections.
+PROBE_CONNECTIONS = 3
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False,
+
+class Database:
+    """An engine and its session factory; one `Database` per process and URL, with one
+    pool: at most `pool_size + max_overflow` connections, plus the health probe's."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 5, echo: bool = False,
                  connect_timeout: float = 5, pool_timeout: float = 10, busy_timeout: float = 10,
                  statement_timeout: float = 0):
         self.url = url
+        self.pool_size, self.max_overflow = pool_size, max_overflow
         timeouts = {"connect_timeout": connect_timeout, "pool_timeout": pool_timeout,
                     "busy_timeout": busy_timeout, "statement_timeout": statement_timeout}
-        self.engine = make_engine(url, pool_size=pool_size, echo=echo, **timeouts)
+        self.engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow, echo=echo, **timeouts)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
         event.listen(self.Session, "after_commit", _committed)
         # For single reads outside a unit of work (every request's key lookup): on
-        # PostgreSQL its own pool of autocommit connections, so a read is one round trip
-        # (no BEGIN and ROLLBACK around it). SQLite: the engine itself.
-        self.reader = self.engine if self.is_sqlite else make_engine(
-            url, pool_size=pool_size, echo=echo, autocommit=True, **timeouts)
+        # PostgreSQL the same pool's connections in autocommit while checked out, so a
+        # read is one round trip (no BEGIN and ROLLBACK around it); SQLAlchemy resets
+        # them on return. SQLite: the engine itself.
+        self.reader = self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @property
+    def connections_at_most(self) -> int:
+        """The most connections this process opens to PostgreSQL: the pool, its
+        overflow, and the health probe's."""
+        return self.pool_size + self.max_overflow + PROBE_CONNECTIONS
 
     @property
     def is_sqlite(self) -> bool:
@@ -219,7 +230,7 @@ class Database:
         if self.is_sqlite:
             return make_engine(self.url, pool_timeout=0.5, busy_timeout=0.5)
         engine = create_engine(
-            self.url, pool_size=1, max_overflow=2, pool_timeout=0.5, pool_pre_ping=True,
+            self.url, pool_size=1, max_overflow=PROBE_CONNECTIONS - 1, pool_timeout=0.5, pool_pre_ping=True,
             isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2},
         )
         event.listen(engine, "connect", _statement_timeout(0.9))
@@ -232,9 +243,29 @@ class Database:
         with self.prober.connect() as connection:
             connection.exec_driver_sql("SELECT count(*) FROM sqlite_master" if self.is_sqlite else "SELECT 1")
 
+    def connection_budget_warning(self, processes: int) -> str | None:
+        """A warning when `processes` such processes could open more connections than
+        PostgreSQL accepts (max_connections less those reserved for superusers); None
+        when they fit, on SQLite, or when the server cannot be asked."""
+        if self.is_sqlite:
+            return None
+        try:
+            with self.prober.connect() as connection:
+                most = int(connection.exec_driver_sql("SHOW max_connections").scalar())
+                reserved = int(connection.exec_driver_sql("SHOW superuser_reserved_connections").scalar())
+        except exc.SQLAlchemyError:
+            return None
+        need = processes * self.connections_at_most
+        if need <= most - reserved:
+            return None
+        return (f"{processes} processes x {self.connections_at_most} connections (DB_POOL_SIZE {self.pool_size} + "
+                f"DB_MAX_OVERFLOW {self.max_overflow} + {PROBE_CONNECTIONS} for the health probe) = {need} may exceed "
+                f"PostgreSQL's max_connections {most} ({reserved} reserved for superusers), on this host alone: lower "
+                f"WEB_CONCURRENCY, DB_POOL_SIZE or DB_MAX_OVERFLOW, or raise max_connections, or pool with PgBouncer "
+                f"in session mode")
+
     def dispose(self) -> None:
         self.engine.dispose()
-        self.reader.dispose()
         if "prober" in self.__dict__:
             self.prober.dispose()
 

@@ -59,6 +59,11 @@ def _lapsed(now: dt.datetime):
         and_(IdempotencyRecord.lease_until.is_(None), IdempotencyRecord.created_at <= now - LEGACY_LEASE))
 
 
+def expired(now: dt.datetime):
+    """Records past their replay window that nobody is working on any more (retention)."""
+    return (IdempotencyRecord.expires_at <= now) & (IdempotencyRecord.status.is_not(None) | _lapsed(now))
+
+
 def lapsed(record: IdempotencyRecord, now: dt.datetime | None = None) -> bool:
     now = now or utcnow()
     until = record.lease_until or record.created_at + LEGACY_LEASE

@@ -7,7 +7,9 @@ Reads the same environment as the server (DATABASE_URL, SMTP_*, MAIL_FROM,
 WEBHOOK_ALLOW_PRIVATE, OUTBOX_LEASE_SECONDS, CHAT_*). Run as many as you like against the
 same database: each delivery is leased to one worker at a time (see models/outbox.py).
 The loop also settles chat cost reservations left by server workers that died
-(models/chat/reservations.py), every CHAT_SWEEP_SECONDS.
+(models/chat/reservations.py), every CHAT_SWEEP_SECONDS, and runs the retention jobs
+(models/retention.py: expired idempotency records, old delivered outbox rows) every
+RETENTION_INTERVAL_SECONDS.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import time
 
 from models.config import Settings
 from models import outbox
+from models.retention import RetentionJobs, RetentionPolicy
 from models.chat import reservations
 from models.chat.config import ChatConfig
 from models.db import Database
@@ -53,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     policy = outbox.RetryPolicy(args.max_attempts, args.backoff, args.backoff_cap)
-    database = Database(settings.database_url, pool_size=2)
+    database = Database(settings.database_url, pool_size=2, max_overflow=0)
+    retention = RetentionJobs(database, RetentionPolicy.from_settings(settings))
     counts = {"attempted": 0, "delivered": 0, "failed_attempts": 0, "reservations_settled": 0}
 
     def count(_delivery_id, outcome) -> None:
@@ -82,14 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.once:
             sweep()
+            if retention.policy.interval_seconds > 0:
+                retention.run()
             run()
-            print(json.dumps(counts))
+            print(json.dumps({**counts, **retention.totals}))
             return 0
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
         log.info("worker %s polling every %.1fs", args.worker_id, args.interval)
         while not stop.is_set():
             sweep()
+            if retention.due():
+                retention.run()
             try:
                 tried = run()
             except Exception:  # the database may be away for a moment; keep polling
@@ -97,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 tried = 0
             if not tried:
                 stop.wait(args.interval)
-        log.info("worker %s stopped: %s", args.worker_id, counts)
+        log.info("worker %s stopped: %s", args.worker_id, {**counts, **retention.totals})
         return 0
     finally:
         database.dispose()

@@ -287,6 +287,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     if database is None:
         ensure_sqlite_parent(settings.database_url)
         database = Database(settings.database_url, pool_size=settings.db_pool_size,
+                            max_overflow=settings.db_max_overflow,
                             connect_timeout=settings.db_connect_timeout, pool_timeout=settings.db_pool_timeout,
                             statement_timeout=settings.db_statement_timeout)
     runtime = Runtime(settings, contracts, database)

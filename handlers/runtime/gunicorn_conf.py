@@ -25,6 +25,23 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 control_socket_disable = True
 
 
+def when_ready(server):
+    """Once, in the master: warns when the workers' pools could exceed PostgreSQL's
+    max_connections."""
+    from models.config import Settings
+    from models.db import Database
+
+    settings = Settings.from_env()
+    database = Database(settings.database_url, pool_size=settings.db_pool_size,
+                        max_overflow=settings.db_max_overflow)
+    try:
+        warning = database.connection_budget_warning(server.cfg.workers)
+    finally:
+        database.dispose()
+    if warning:
+        server.log.warning("connection budget: %s", warning)
+
+
 def post_worker_init(worker):
     # The app learns the real graceful timeout (also one given on the command line).
     from handlers.runtime.shutdown import configure_from_gunicorn
