@@ -16,6 +16,7 @@ from scripts.requirements import requirements
 USED_WITHOUT_IMPORT = {
     "gunicorn": ("scripts/serve.py", '"-m", "gunicorn"'),  # the production server, run as a module
     "pytest-xdist": ("tox.ini", "-n auto"),  # a pytest plugin, driven by its option
+    "ruff": ("scripts/lint.py", '"-m", "ruff"'),  # the linter, run as a module by scripts/lint
 }
 SOURCE_DIRS = ("handlers", "models", "scripts", "tests")
 
