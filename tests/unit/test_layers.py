@@ -59,6 +59,31 @@ def test_an_import_against_the_direction_is_found(tmp_path, package, statement):
     assert found.startswith(f"{package}/module.py:") and f"({package} must not)" in found
 
 
+# Within the ingest package, the modules below import none above them: the tables, rules
+# and encoding are the floor every other ingest module stands on, the service the top.
+INGEST_ORDER = ["tables", "rules", "encoding", "quota", "actors", "writer", "reading", "service"]
+
+
+def _ingest_imports(name: str) -> set[str]:
+    tree = ast.parse((ROOT / "models" / "ingest" / f"{name}.py").read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "models.ingest":
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("models.ingest."):
+            found.add(node.module.split(".")[2])
+    return found
+
+
+def test_ingest_modules_import_only_below_themselves():
+    assert sorted(p.stem for p in (ROOT / "models" / "ingest").glob("*.py") if p.stem != "__init__") == \
+        sorted(INGEST_ORDER)
+    for level, name in enumerate(INGEST_ORDER):
+        above = set(INGEST_ORDER[level:])
+        assert not _ingest_imports(name) & above, f"models/ingest/{name}.py imports {_ingest_imports(name) & above}"
+    assert _ingest_imports("tables") == set()
+
+
 def test_configuration_lives_below_both_layers():
     assert (ROOT / "models" / "config.py").is_file()
     assert not (ROOT / "handlers" / "runtime" / "config.py").exists()
