@@ -8,7 +8,6 @@ import uuid
 
 from sqlalchemy.orm import Session
 
-from models import wepeople
 from models.db import utcnow
 from models.ingest import quota, reading
 
