@@ -309,8 +309,11 @@ def key_grants(key: ChatApiKey, required_scopes: str | Iterable[str]) -> bool:
     return WILDCARD_SCOPE in granted or set(required_scopes) <= granted
 
 
-def key_can_access_chatbot(key: ChatApiKey, chatbot: Chatbot) -> bool:
-    return key.tenant_id == chatbot.tenant_id and key.chatbot_id in (None, chatbot.id)
+def key_can_access_chatbot(tenant_id: uuid.UUID | str, bound_chatbot_id: uuid.UUID | str | None, chatbot) -> bool:
+    """The one rule of "may this key use this chatbot": a key of the chatbot's tenant,
+    bound to no chatbot or to this one. Ids as UUIDs (a key row) or text (a principal)."""
+    return str(tenant_id) == str(chatbot.tenant_id) and (
+        bound_chatbot_id is None or str(bound_chatbot_id) == str(chatbot.id))
 
 
 def require_active_chatbot(session: Session, slug: str) -> Chatbot:
@@ -344,8 +347,6 @@ def chatbot_row_for_principal(session: Session, slug: str, principal: dict):
 
 
 def _check_principal(chatbot, principal: dict):
-    same_tenant = principal["tenant_id"] == str(chatbot.tenant_id)
-    bound_elsewhere = principal.get("chatbot_id") not in (None, str(chatbot.id))
-    if not same_tenant or bound_elsewhere:
+    if not key_can_access_chatbot(principal["tenant_id"], principal.get("chatbot_id"), chatbot):
         raise DomainError("forbidden", "The API key belongs to another chatbot's tenant.")
     return chatbot

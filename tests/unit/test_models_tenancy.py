@@ -234,12 +234,12 @@ def test_chatbot_access_rules(session):
     tenant_wide, _ = alpinechat.create_chat_key(session, tenant, ["chat"])
     bound, _ = alpinechat.create_chat_key(session, tenant, ["chat"], chatbot=bot_a)
 
-    assert alpinechat.key_can_access_chatbot(tenant_wide, bot_a)
-    assert alpinechat.key_can_access_chatbot(tenant_wide, bot_b)
-    assert not alpinechat.key_can_access_chatbot(tenant_wide, foreign_bot)
-    assert alpinechat.key_can_access_chatbot(bound, bot_a)
-    assert not alpinechat.key_can_access_chatbot(bound, bot_b)
-    assert not alpinechat.key_can_access_chatbot(bound, foreign_bot)
+    assert alpinechat.key_can_access_chatbot(tenant_wide.tenant_id, tenant_wide.chatbot_id, bot_a)
+    assert alpinechat.key_can_access_chatbot(tenant_wide.tenant_id, tenant_wide.chatbot_id, bot_b)
+    assert not alpinechat.key_can_access_chatbot(tenant_wide.tenant_id, tenant_wide.chatbot_id, foreign_bot)
+    assert alpinechat.key_can_access_chatbot(bound.tenant_id, bound.chatbot_id, bot_a)
+    assert not alpinechat.key_can_access_chatbot(bound.tenant_id, bound.chatbot_id, bot_b)
+    assert not alpinechat.key_can_access_chatbot(bound.tenant_id, bound.chatbot_id, foreign_bot)
 
 
 def test_a_key_cannot_be_bound_to_another_tenants_chatbot(session):
