@@ -9,7 +9,6 @@ Uses a throwaway SQLite file by default (or the given DATABASE URL, migrated fir
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import tempfile
 import threading
@@ -22,12 +21,7 @@ from aiosmtpd.controller import Controller
 from models.config import Settings
 from models import alpinechat, backoffice, migrate, outbox
 from models.db import Database
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from scripts.ports import free_port
 
 
 class _Ok(BaseHTTPRequestHandler):
@@ -55,7 +49,7 @@ def main(argv=None) -> int:
     migrate.upgrade(url)
     database = Database(url)
 
-    http_port, smtp_port = _free_port(), _free_port()
+    http_port, smtp_port = free_port(), free_port()
     server = ThreadingHTTPServer(("127.0.0.1", http_port), _Ok)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     smtp = Controller(_Sink(), hostname="127.0.0.1", port=smtp_port)

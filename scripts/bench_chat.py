@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from scripts.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -226,12 +228,6 @@ def pct(values: list[float], q: float) -> float:
 
 
 # ── Orchestration ────────────────────────────────────────────────────────────
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def wait_port(port: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout

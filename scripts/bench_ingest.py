@@ -29,7 +29,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
 from models.config import ROOT
+from scripts.ports import free_port
 
 DEFAULT_DB = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
@@ -115,12 +115,6 @@ def new_key(url: str, app_id) -> str:
 
 
 # ── Server ───────────────────────────────────────────────────────────────────
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(url: str, redis_url: str, workers: int) -> tuple[subprocess.Popen, int]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,17 +11,12 @@ import time
 import pytest
 
 from models.config import ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from scripts.ports import free_port
 
 
 @pytest.fixture(scope="module")
 def live_server(settings):
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, DATABASE_URL=settings.database_url, BIND=f"127.0.0.1:{port}",
                WEB_CONCURRENCY="2", LOG_LEVEL="warning")
     env.pop("REDIS_URL", None)

@@ -8,7 +8,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from models.config import ROOT
+from scripts.ports import free_port
 
 HERE = Path(__file__).parent
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -33,19 +33,13 @@ def _missing_browser() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def docs_server(settings):
     """gunicorn on a free port over the test run's database."""
     missing = _missing_browser()
     if missing:
         pytest.skip(missing)
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, DATABASE_URL=settings.database_url, BIND=f"127.0.0.1:{port}",
                WEB_CONCURRENCY="1", LOG_LEVEL="warning")
     env.pop("REDIS_URL", None)

@@ -14,16 +14,11 @@ import pytest
 from models.config import ROOT
 from models import alpinechat, wepeople
 from tests.conftest import unique
+from scripts.ports import free_port
 
 # Small, so that slow clients are cut in seconds; the cases assert against these.
 EDGE_ENV = {"HEADER_TIMEOUT": "1.5", "BODY_IDLE_TIMEOUT": "1", "BODY_TIMEOUT": "3",
             "MAX_HEADER_BYTES": "32768", "MAX_HEADER_COUNT": "100"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _answers(port: int) -> bool:
@@ -37,7 +32,7 @@ def _answers(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def hostile_server(settings):
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, DATABASE_URL=settings.database_url, BIND=f"127.0.0.1:{port}",
                WEB_CONCURRENCY="2", LOG_LEVEL="warning", **EDGE_ENV)
     env.pop("REDIS_URL", None)

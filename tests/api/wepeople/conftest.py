@@ -3,7 +3,6 @@ and real server processes (uvicorn) for the multi-process tests."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from models.config import ROOT
 from models.db import utcnow
 from models.ingest.quota import current_month, usage
 from models.ingest.tables import IngestEvent, Worker
+from scripts.ports import free_port
 
 
 @pytest.fixture
@@ -45,12 +45,6 @@ def peek(database):
                 return usage(s, org_id, current_month(utcnow()))
 
     return Peek()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
