@@ -53,9 +53,6 @@ class App(Base):
 
     organization: Mapped[Organization] = relationship(back_populates="apps")
 
-    def allows_event_type(self, event_type: str) -> bool:
-        return self.allowed_event_types is None or event_type in self.allowed_event_types
-
 
 class IngestApiKey(Base):
     __tablename__ = "ingest_api_keys"
@@ -89,10 +86,6 @@ def create_organization(
     session.add(org)
     session.flush()
     return org
-
-
-def get_organization(session: Session, organization_id: uuid.UUID) -> Organization | None:
-    return session.get(Organization, organization_id)
 
 
 def list_organizations(session: Session) -> list[Organization]:
@@ -166,10 +159,6 @@ def find_ingest_principal(session: Session | Connection, raw_key: str):
     """The active key's row (id, organization_id, plan, api_enabled, app_id, app_slug,
     app_name), or None."""
     return find_active_key_row(session, _INGEST_PRINCIPAL, raw_key, WEPEOPLE_KEY_PREFIX)
-
-
-def touch_ingest_key(key: IngestApiKey, at: dt.datetime | None = None) -> None:
-    key.last_used_at = at or utcnow()
 
 
 def revoke_ingest_key(session: Session, key_id: uuid.UUID) -> IngestApiKey | None:
