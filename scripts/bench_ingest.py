@@ -21,6 +21,7 @@ Needs PostgreSQL (BENCH_DATABASE_URL, default the local `postgres` user) and Red
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import gzip
 import http.client
@@ -40,6 +41,7 @@ from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
 from models.config import ROOT
+from scripts.databases import throwaway_postgres
 from scripts.ports import free_port
 
 DEFAULT_DB = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -61,22 +63,6 @@ def make_batch(seed: int) -> list[dict]:
 
 
 # ── Database ─────────────────────────────────────────────────────────────────
-
-
-def create_database(base_url: str) -> str:
-    name = f"bench_ingest_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(make_url(base_url).set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(base_url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(url: str) -> None:
-    admin = create_engine(make_url(url).set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def seed(url: str):
@@ -339,7 +325,8 @@ def main(argv=None) -> int:
 
     base = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
     redis_url = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS)
-    url = create_database(base)
+    database = contextlib.ExitStack()
+    url = database.enter_context(throwaway_postgres(base, "bench_ingest"))
     try:
         org_id, app_id = seed(url)
         server, served, copied, zipped = [], [], [], []
@@ -389,7 +376,7 @@ def main(argv=None) -> int:
                   f"{median(z['body_kb'] for z in zipped):.0f} KB per batch on the wire; ratio "
                   f"{median(z['events_per_s'] / c for z, c in zip(zipped, copied)):.2f}")
     finally:
-        drop_database(url)
+        database.close()
     return 0
 
 
