@@ -3,12 +3,12 @@ and persistence). Configuration (models/config.py) is readable by every layer. A
 that imports against the direction fails here, named with its line."""
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
 from models.config import ROOT
+from tests.source_imports import imports_of
 
 # package -> the project's packages it must never import
 FORBIDDEN = {
@@ -21,16 +21,8 @@ PROJECT_PACKAGES = {"models", "handlers", "scripts", "tests"}
 
 def imported_packages(path: Path) -> list[tuple[int, str]]:
     """(line, top-level project package) of every import in the module, however nested."""
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
-        else:
-            continue
-        found += [(node.lineno, name.split(".")[0]) for name in names if name.split(".")[0] in PROJECT_PACKAGES]
-    return found
+    tops = [(line, module.split(".")[0]) for line, module, _ in imports_of(path)]
+    return [(line, top) for line, top in tops if top in PROJECT_PACKAGES]
 
 
 def violations(root: Path) -> list[str]:
@@ -65,13 +57,12 @@ INGEST_ORDER = ["tables", "rules", "encoding", "quota", "actors", "writer", "rea
 
 
 def _ingest_imports(name: str) -> set[str]:
-    tree = ast.parse((ROOT / "models" / "ingest" / f"{name}.py").read_text(encoding="utf-8"))
     found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == "models.ingest":
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("models.ingest."):
-            found.add(node.module.split(".")[2])
+    for _, module, names in imports_of(ROOT / "models" / "ingest" / f"{name}.py"):
+        if module == "models.ingest":
+            found |= set(names)
+        elif module.startswith("models.ingest."):
+            found.add(module.split(".")[2])
     return found
 
 
