@@ -16,8 +16,8 @@ from sqlalchemy import Connection, ForeignKey, Numeric, String, bindparam, selec
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, validates
 
 from models.errors import DomainError
-from models.db import Base, CreatedAt, Slug, Str200, UUIDPk, utcnow
-from models.keys import ALPINECHAT_KEY_PREFIX, find_active_key_row, issue_key
+from models.db import Base, CreatedAt, Slug, Str200, UUIDPk
+from models.keys import ALPINECHAT_KEY_PREFIX, find_active_key_row, issue_key, revoke
 
 LANGUAGES = ("de", "en", "it")
 WILDCARD_SCOPE = "*"
@@ -289,10 +289,7 @@ def find_active_chat_key(session: Session | Connection, raw_key: str):
 
 def revoke_chat_key(session: Session, key_id: uuid.UUID) -> ChatApiKey | None:
     """Revokes the key (idempotently: the first revocation time is kept); None if unknown."""
-    key = session.get(ChatApiKey, key_id)
-    if key is not None and key.revoked_at is None:
-        key.revoked_at = utcnow()
-    return key
+    return revoke(session.get(ChatApiKey, key_id))
 
 
 def list_chat_keys(session: Session, tenant_id: uuid.UUID | None = None) -> list[ChatApiKey]:

@@ -11,8 +11,8 @@ from typing import Iterable
 from sqlalchemy import Connection, ForeignKey, String, UniqueConstraint, bindparam, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, validates
 
-from models.db import Base, CreatedAt, Prepared, Slug, Str200, UUIDPk, utcnow
-from models.keys import WEPEOPLE_KEY_PREFIX, find_active_key_row, issue_key
+from models.db import Base, CreatedAt, Prepared, Slug, Str200, UUIDPk
+from models.keys import WEPEOPLE_KEY_PREFIX, find_active_key_row, issue_key, revoke
 
 # The keys of x-limits.plans in specs/wepeople-ingest.yaml.
 PLANS = ("free", "starter", "growth", "enterprise")
@@ -163,10 +163,7 @@ def find_ingest_principal(session: Session | Connection, raw_key: str):
 
 def revoke_ingest_key(session: Session, key_id: uuid.UUID) -> IngestApiKey | None:
     """Revokes the key (idempotently: the first revocation time is kept); None if unknown."""
-    key = session.get(IngestApiKey, key_id)
-    if key is not None and key.revoked_at is None:
-        key.revoked_at = utcnow()
-    return key
+    return revoke(session.get(IngestApiKey, key_id))
 
 
 def list_ingest_keys(session: Session, app_id: uuid.UUID | None = None) -> list[IngestApiKey]:
