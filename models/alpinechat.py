@@ -16,8 +16,8 @@ from sqlalchemy import Connection, ForeignKey, Numeric, String, bindparam, selec
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, validates
 
 from models.errors import DomainError
-from models.db import Base, CreatedAt, Slug, Str200, UUIDPk, utcnow
-from models.keys import ALPINECHAT_KEY_PREFIX, find_active_key_row, issue_key
+from models.db import Base, CreatedAt, Slug, Str200, UUIDPk
+from models.keys import ALPINECHAT_KEY_PREFIX, find_active_key_row, issue_key, revoke
 
 LANGUAGES = ("de", "en", "it")
 WILDCARD_SCOPE = "*"
@@ -289,10 +289,7 @@ def find_active_chat_key(session: Session | Connection, raw_key: str):
 
 def revoke_chat_key(session: Session, key_id: uuid.UUID) -> ChatApiKey | None:
     """Revokes the key (idempotently: the first revocation time is kept); None if unknown."""
-    key = session.get(ChatApiKey, key_id)
-    if key is not None and key.revoked_at is None:
-        key.revoked_at = utcnow()
-    return key
+    return revoke(session.get(ChatApiKey, key_id))
 
 
 def list_chat_keys(session: Session, tenant_id: uuid.UUID | None = None) -> list[ChatApiKey]:
@@ -309,8 +306,11 @@ def key_grants(key: ChatApiKey, required_scopes: str | Iterable[str]) -> bool:
     return WILDCARD_SCOPE in granted or set(required_scopes) <= granted
 
 
-def key_can_access_chatbot(key: ChatApiKey, chatbot: Chatbot) -> bool:
-    return key.tenant_id == chatbot.tenant_id and key.chatbot_id in (None, chatbot.id)
+def key_can_access_chatbot(tenant_id: uuid.UUID | str, bound_chatbot_id: uuid.UUID | str | None, chatbot) -> bool:
+    """The one rule of "may this key use this chatbot": a key of the chatbot's tenant,
+    bound to no chatbot or to this one. Ids as UUIDs (a key row) or text (a principal)."""
+    return str(tenant_id) == str(chatbot.tenant_id) and (
+        bound_chatbot_id is None or str(bound_chatbot_id) == str(chatbot.id))
 
 
 def require_active_chatbot(session: Session, slug: str) -> Chatbot:
@@ -344,8 +344,6 @@ def chatbot_row_for_principal(session: Session, slug: str, principal: dict):
 
 
 def _check_principal(chatbot, principal: dict):
-    same_tenant = principal["tenant_id"] == str(chatbot.tenant_id)
-    bound_elsewhere = principal.get("chatbot_id") not in (None, str(chatbot.id))
-    if not same_tenant or bound_elsewhere:
+    if not key_can_access_chatbot(principal["tenant_id"], principal.get("chatbot_id"), chatbot):
         raise DomainError("forbidden", "The API key belongs to another chatbot's tenant.")
     return chatbot

@@ -24,7 +24,6 @@ from models.db import Base, CreatedAt, UUIDPk, utcnow
 from models.errors import DomainError
 
 ESCALATION_STATUSES = ("open", "in_progress", "resolved")
-TELEMETRY_KINDS = ("fire", "convert")
 
 
 class Lead(Base):
@@ -87,7 +86,7 @@ class TelemetryBeacon(Base):
 
     id: Mapped[UUIDPk]
     chatbot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("chatbots.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))  # "fire" or "convert"
     trigger_key: Mapped[str] = mapped_column(String(120))
     session_id: Mapped[str | None] = mapped_column(String(128))
     page_url: Mapped[str | None] = mapped_column(String(2048))

@@ -8,7 +8,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _bool(value: str | None, default: bool = False) -> bool:
+def env_flag(value: str | None, default: bool = False) -> bool:
+    """An environment variable read as a switch: 1/true/yes/on (any case) are on."""
     if value is None or value == "":
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
@@ -119,17 +120,17 @@ class Settings:
             smtp_port=int(env.get("SMTP_PORT", "25")),
             smtp_user=env.get("SMTP_USER") or None,
             smtp_password=env.get("SMTP_PASSWORD") or None,
-            smtp_starttls=_bool(env.get("SMTP_STARTTLS")),
-            smtp_ssl=_bool(env.get("SMTP_SSL")),
+            smtp_starttls=env_flag(env.get("SMTP_STARTTLS")),
+            smtp_ssl=env_flag(env.get("SMTP_SSL")),
             mail_from=env.get("MAIL_FROM", "noreply@alpinechat.local"),
             retention_interval_seconds=float(env.get("RETENTION_INTERVAL_SECONDS", "300")),
             retention_batch_size=int(env.get("RETENTION_BATCH_SIZE", "1000")),
             outbox_keep_days=float(env.get("OUTBOX_KEEP_DAYS", "30")),
-            webhook_allow_private=_bool(env.get("WEBHOOK_ALLOW_PRIVATE")),
+            webhook_allow_private=env_flag(env.get("WEBHOOK_ALLOW_PRIVATE")),
             demo_widget_key=env.get("DEMO_WIDGET_KEY") or None,
         )
         values.update(overrides)
-        values.setdefault("demo_pages", _bool(env.get("DEMO_PAGES"),
+        values.setdefault("demo_pages", env_flag(env.get("DEMO_PAGES"),
                                               default=values["database_url"] == default_database_url()))
         return cls(**values)
 

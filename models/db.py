@@ -16,6 +16,7 @@ import uuid
 from typing import Annotated, Any, Iterator
 
 from sqlalchemy import JSON, DateTime, MetaData, String, Uuid, create_engine, event, exc, make_url
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import psycopg2 as pg_psycopg2
 from sqlalchemy.engine import Connection, Engine
@@ -268,6 +269,12 @@ class Database:
         self.engine.dispose()
         if "prober" in self.__dict__:
             self.prober.dispose()
+
+
+def upsert_insert(dialect: str, table):
+    """An INSERT of `table` that takes ON CONFLICT (DO NOTHING / DO UPDATE) on the two
+    databases we run on: PostgreSQL, and SQLite elsewhere."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 class Prepared:

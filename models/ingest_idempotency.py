@@ -121,11 +121,3 @@ def release(session: Session, owner: str, key: str, token: str) -> None:
     session.execute(delete(IdempotencyRecord).where(
         IdempotencyRecord.owner == owner, IdempotencyRecord.idempotency_key == key,
         IdempotencyRecord.claim_token == token, IdempotencyRecord.status.is_(None)))
-
-
-def purge_expired(session: Session, now: dt.datetime | None = None, limit: int = 1000) -> int:
-    ids = list(session.scalars(select(IdempotencyRecord.id).where(
-        IdempotencyRecord.expires_at <= (now or utcnow())).limit(limit)))
-    if ids:
-        session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id.in_(ids)))
-    return len(ids)

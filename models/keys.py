@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import secrets
 
-from models.db import Prepared
+from models.db import Prepared, utcnow
 
 
 WEPEOPLE_KEY_PREFIX = "wp_live_"
@@ -49,6 +49,14 @@ def issue_key(prefix: str) -> IssuedKey:
         prefix=raw[: len(prefix) + DISPLAY_RANDOM_CHARS],
         last4=raw[-4:],
     )
+
+
+def revoke(key):
+    """Marks a key (a ChatApiKey or IngestApiKey; None passes through) revoked, idempotently:
+    the first revocation time is kept."""
+    if key is not None and key.revoked_at is None:
+        key.revoked_at = utcnow()
+    return key
 
 
 def masked(prefix: str, last4: str) -> str:

@@ -35,11 +35,7 @@ from models.db import Base, CreatedAt, Database, UUIDPk, utcnow
 
 log = logging.getLogger("outbox")
 
-CHANNELS = ("email", "webhook")
 STATUSES = ("pending", "delivered", "failed")
-# An attempt's outcome: `sending` while in flight; `unknown` when its worker stopped
-# before recording what happened (set by the worker that took the delivery over).
-ATTEMPT_OUTCOMES = ("sending", "delivered", "failed", "unknown")
 DEFAULT_LEASE_SECONDS = 30.0
 
 
@@ -60,7 +56,7 @@ class Delivery(Base):
     id: Mapped[UUIDPk]
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     chatbot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("chatbots.id", ondelete="CASCADE"), index=True)
-    channel: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))  # "email" or "webhook"
     event_type: Mapped[str] = mapped_column(String(64))
     # The webhook URL or the e-mail address as configured when the event happened.
     target: Mapped[str] = mapped_column(String(2048))
@@ -93,6 +89,8 @@ class DeliveryAttempt(Base):
     number: Mapped[int]
     worker: Mapped[str | None] = mapped_column(String(100))
     started_at: Mapped[dt.datetime]
+    # `sending` while in flight, then `delivered` or `failed`; `unknown` when its worker
+    # stopped before recording what happened (set by the worker that took the delivery over).
     outcome: Mapped[str] = mapped_column(String(16))
     # Both None while the attempt is in flight and when its outcome is unknown.
     duration_ms: Mapped[int | None]

@@ -12,7 +12,7 @@ MODEL_MODULES = (
     "models.alpinechat",
     "models.conversations",
     "models.knowledge",
-    "models.ingest",
+    "models.ingest.tables",
     "models.ingest_idempotency",
     "models.backoffice",
     "models.outbox",

@@ -11,8 +11,8 @@ from typing import Iterable
 from sqlalchemy import Connection, ForeignKey, String, UniqueConstraint, bindparam, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, validates
 
-from models.db import Base, CreatedAt, Prepared, Slug, Str200, UUIDPk, utcnow
-from models.keys import WEPEOPLE_KEY_PREFIX, find_active_key_row, issue_key
+from models.db import Base, CreatedAt, Prepared, Slug, Str200, UUIDPk
+from models.keys import WEPEOPLE_KEY_PREFIX, find_active_key_row, issue_key, revoke
 
 # The keys of x-limits.plans in specs/wepeople-ingest.yaml.
 PLANS = ("free", "starter", "growth", "enterprise")
@@ -53,9 +53,6 @@ class App(Base):
 
     organization: Mapped[Organization] = relationship(back_populates="apps")
 
-    def allows_event_type(self, event_type: str) -> bool:
-        return self.allowed_event_types is None or event_type in self.allowed_event_types
-
 
 class IngestApiKey(Base):
     __tablename__ = "ingest_api_keys"
@@ -89,10 +86,6 @@ def create_organization(
     session.add(org)
     session.flush()
     return org
-
-
-def get_organization(session: Session, organization_id: uuid.UUID) -> Organization | None:
-    return session.get(Organization, organization_id)
 
 
 def list_organizations(session: Session) -> list[Organization]:
@@ -168,16 +161,9 @@ def find_ingest_principal(session: Session | Connection, raw_key: str):
     return find_active_key_row(session, _INGEST_PRINCIPAL, raw_key, WEPEOPLE_KEY_PREFIX)
 
 
-def touch_ingest_key(key: IngestApiKey, at: dt.datetime | None = None) -> None:
-    key.last_used_at = at or utcnow()
-
-
 def revoke_ingest_key(session: Session, key_id: uuid.UUID) -> IngestApiKey | None:
     """Revokes the key (idempotently: the first revocation time is kept); None if unknown."""
-    key = session.get(IngestApiKey, key_id)
-    if key is not None and key.revoked_at is None:
-        key.revoked_at = utcnow()
-    return key
+    return revoke(session.get(IngestApiKey, key_id))
 
 
 def list_ingest_keys(session: Session, app_id: uuid.UUID | None = None) -> list[IngestApiKey]:

@@ -8,7 +8,8 @@ import uuid
 
 from sqlalchemy.orm import Session
 
-from models import ingest, wepeople
+from models.db import utcnow
+from models.ingest import quota, reading
 
 
 def _when(value: str) -> dt.datetime:
@@ -44,7 +45,7 @@ def cmd_timeline(session: Session, args):
     from scripts.admin import Output
 
     org = _organization(session, args.org)
-    rows = ingest.timeline(session, org.id, worker_id=args.worker, app_id=_app_id(session, org, args.app),
+    rows = reading.timeline(session, org.id, worker_id=args.worker, app_id=_app_id(session, org, args.app),
                            event_type=args.event_type, since=args.since, until=args.until, limit=args.limit)
     if not args.json:
         for row in rows:
@@ -56,7 +57,7 @@ def cmd_strip(session: Session, args):
     from scripts.admin import Output
 
     org = _organization(session, args.org)
-    cards = ingest.user_strip(session, org.id, app_id=_app_id(session, org, args.app))
+    cards = reading.user_strip(session, org.id, app_id=_app_id(session, org, args.app))
     if not args.json:
         for card in cards:
             card["metrics"] = _short_json(card["metrics"], 80)
@@ -67,9 +68,9 @@ def cmd_usage(session: Session, args):
     from scripts.admin import Output
 
     org = _organization(session, args.org)
-    month = args.month or ingest.current_month(ingest.utcnow())
+    month = args.month or quota.current_month(utcnow())
     return Output({"organization_id": str(org.id), "plan": org.plan, "month": month,
-                   "events": ingest.usage(session, org.id, month)})
+                   "events": quota.usage(session, org.id, month)})
 
 
 def register(command, group) -> None:

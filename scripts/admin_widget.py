@@ -51,7 +51,7 @@ def _allow(chatbot: alpinechat.Chatbot, origins: list[str]) -> None:
 
 
 def cmd_create(session: Session, args):
-    from scripts.admin import KEY_WARNING, Output, chat_key_row
+    from scripts.admin import Output, chat_key_row
     from scripts.admin_chat import _chatbot
 
     chatbot = _chatbot(session, args.chatbot)

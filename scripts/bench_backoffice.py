@@ -21,10 +21,9 @@ from aiosmtpd.controller import Controller
 from models.config import Settings
 from models import alpinechat, backoffice, migrate, outbox
 from models.db import Database
-from scripts.benchlib import free_port
+from scripts.ports import free_port
 
 
-_free_port = free_port
 
 
 class _Ok(BaseHTTPRequestHandler):
@@ -52,7 +51,7 @@ def main(argv=None) -> int:
     migrate.upgrade(url)
     database = Database(url)
 
-    http_port, smtp_port = _free_port(), _free_port()
+    http_port, smtp_port = free_port(), free_port()
     server = ThreadingHTTPServer(("127.0.0.1", http_port), _Ok)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     smtp = Controller(_Sink(), hostname="127.0.0.1", port=smtp_port)

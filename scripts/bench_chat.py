@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from scripts import benchlib
+from scripts.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -207,7 +208,6 @@ def pct(values: list[float], q: float) -> float:
 
 # ── Orchestration ────────────────────────────────────────────────────────────
 
-free_port = benchlib.free_port
 wait_port = benchlib.wait_port
 
 

@@ -21,6 +21,7 @@ Needs PostgreSQL (BENCH_DATABASE_URL, default the local `postgres` user) and Red
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import http.client
 import io
@@ -39,6 +40,7 @@ from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
 from scripts import benchlib
+from scripts.databases import throwaway_postgres
 
 DEFAULT_DB = benchlib.DEFAULT_DB
 DEFAULT_REDIS = benchlib.DEFAULT_REDIS
@@ -59,13 +61,6 @@ def make_batch(seed: int, size: int = BATCH) -> list[dict]:
 
 
 # ── Database ─────────────────────────────────────────────────────────────────
-
-
-def create_database(base_url: str) -> str:
-    return benchlib.create_database(base_url, "bench_ingest")
-
-
-drop_database = benchlib.drop_database
 
 
 def seed(url: str):
@@ -282,7 +277,8 @@ def main(argv=None) -> int:
 
     base = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
     redis_url = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS)
-    url = create_database(base)
+    throwaway = contextlib.ExitStack()
+    url = throwaway.enter_context(throwaway_postgres(base, "bench_ingest"))
     try:
         org_id, app_id = seed(url)
         server, served, copied, zipped = [], [], [], []
@@ -332,7 +328,7 @@ def main(argv=None) -> int:
                   f"{median(z['body_kb'] for z in zipped):.0f} KB per batch on the wire; ratio "
                   f"{median(z['events_per_s'] / c for z, c in zip(zipped, copied)):.2f}")
     finally:
-        drop_database(url)
+        throwaway.close()
     return 0
 
 

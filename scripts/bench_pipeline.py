@@ -29,6 +29,7 @@ otherwise answer 429); a key carries at most KEY_BUDGET requests per round.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -40,6 +41,8 @@ import time
 import uuid
 
 from scripts import benchlib
+from scripts.databases import throwaway_postgres
+from scripts.ports import free_port
 from scripts.bench_ingest import make_batch
 
 EVENTS_PATH = "/api/v1/ingest/events"
@@ -205,7 +208,7 @@ class Tenancy:
 
 
 def start_baseline(url: str, workers: int, threads: int, idempotency: bool = True):
-    port = benchlib.free_port()
+    port = free_port()
     env = dict(os.environ, DATABASE_URL=url, LOG_LEVEL="warning",
                BENCH_BASELINE_IDEMPOTENCY="1" if idempotency else "0")
     process = benchlib.start_gunicorn(
@@ -255,13 +258,12 @@ def main(argv=None) -> int:
     threads = Settings.from_env().wsgi_threads
     redis_url = os.environ.get("BENCH_REDIS_URL", benchlib.DEFAULT_REDIS)
     idempotency = not args.no_idempotency_key
-    with tempfile.TemporaryDirectory() as tmp:
-        throwaway = None
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as throwaway:
         if args.database_url:
             url = args.database_url
         elif args.postgres:
-            url = throwaway = benchlib.create_database(os.environ.get("BENCH_DATABASE_URL", benchlib.DEFAULT_DB),
-                                                       "bench_pipeline")
+            url = throwaway.enter_context(throwaway_postgres(
+                os.environ.get("BENCH_DATABASE_URL", benchlib.DEFAULT_DB), "bench_pipeline"))
         else:
             url = f"sqlite:///{tmp}/bench.db"
         servers = []
@@ -309,8 +311,6 @@ def main(argv=None) -> int:
         finally:
             for process in servers:
                 benchlib.stop_server(process)
-            if throwaway:
-                benchlib.drop_database(throwaway)
     return 0
 
 

@@ -1,12 +1,11 @@
 """Shared pieces of the bench scripts (bench_ingest, bench_chat, bench_pipeline).
 
-- ports and start-up: `free_port`, `wait_port`, `wait_http`, `start_project` (the
+- start-up (ports from scripts/ports.py): `wait_port`, `wait_http`, `start_project` (the
   production gunicorn config, handlers/runtime/gunicorn_conf.py, with uvicorn workers),
   `start_gunicorn` (any WSGI app, e.g. the bare baseline) and `stop_server`;
 - CPU from /proc: `stat_cpu_ticks` (pure, the parser), `process_cpu`, `server_pids`
   (a master and its children), `tree_cpu` (master + workers) and `children_cpu`
   (workers only);
-- a throwaway PostgreSQL database: `create_database`, `drop_database`;
 - a cheap keep-alive load generator on raw asyncio streams (`load_process`), run in its
   own process so its CPU is never counted as the server's.
 """
@@ -25,6 +24,8 @@ import time
 import uuid
 from pathlib import Path
 
+from scripts.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DB = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
@@ -32,12 +33,6 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # ── Ports and servers ────────────────────────────────────────────────────────
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, timeout: float = 30) -> None:
@@ -156,31 +151,6 @@ def children_cpu(master: int) -> float:
 def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-# ── Throwaway PostgreSQL database ────────────────────────────────────────────
-
-
-def create_database(base_url: str, prefix: str = "bench") -> str:
-    from sqlalchemy import create_engine, make_url, text
-    from sqlalchemy.pool import NullPool
-
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(make_url(base_url).set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(base_url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(url: str) -> None:
-    from sqlalchemy import create_engine, make_url, text
-    from sqlalchemy.pool import NullPool
-
-    admin = create_engine(make_url(url).set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    admin.dispose()
 
 
 # ── Load generator: raw HTTP/1.1 keep-alive on asyncio streams ──────────────

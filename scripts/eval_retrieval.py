@@ -19,14 +19,13 @@ import uuid
 from pathlib import Path
 
 import yaml
-from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.pool import NullPool
 
 from models import alpinechat, knowledge, migrate
 from models.chat.config import ChatConfig
 from models.chat.providers import ExtractiveProvider, ProviderRequest, TextDelta
 from models.db import Database
 from scripts.admin_chat import import_files
+from scripts.databases import throwaway_postgres
 
 KNOWLEDGE = Path(__file__).with_name("demo_knowledge")
 QUESTIONS = KNOWLEDGE / "eval-questions.yaml"
@@ -36,20 +35,6 @@ QUESTIONS = KNOWLEDGE / "eval-questions.yaml"
 def sqlite_url():
     with tempfile.TemporaryDirectory() as folder:
         yield f"sqlite:///{folder}/eval.db"
-
-
-@contextlib.contextmanager
-def postgres_url(server: str):
-    name = f"eval_retrieval_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(make_url(server).set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 async def offline_answer(question: str, language: str, passages: list[dict], max_tokens: int) -> str:
@@ -120,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     with sqlite_url() as url:
         report("SQLite (FTS5 over Snowball stems)", evaluate(url, questions, config), args.verbose)
     if args.postgres:
-        with postgres_url(args.postgres) as url:
+        with throwaway_postgres(args.postgres, "eval_retrieval") as url:
             report("PostgreSQL (text-search configurations)", evaluate(url, questions, config), args.verbose)
     else:
         print("\nPostgreSQL: skipped (give --postgres URL or a postgresql DATABASE_URL)")

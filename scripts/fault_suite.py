@@ -47,6 +47,8 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from scripts.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 FAULTS = ("pg-restart", "pg-stop", "redis-down", "redis-freeze", "worker-kill", "sigterm", "outbox-kill")
 TITLES = {
@@ -69,12 +71,6 @@ class SuiteError(Exception):
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def port_open(port: int) -> bool:

@@ -1,10 +1,11 @@
-"""A free TCP port on loopback, for the servers that tests and benchmarks start."""
+"""A free local TCP port, for the servers that benchmarks, the fault suite and tests start."""
 from __future__ import annotations
 
 import socket
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -3,18 +3,16 @@ PostgreSQL database when TEST_DATABASE_URL is set), Redis when TEST_REDIS_URL is
 the app, an HTTP client, and factories for tenants and keys."""
 from __future__ import annotations
 
-import contextlib
 import os
 import types
 import uuid
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.pool import NullPool
 
 from models.config import Settings
 from models import alpinechat, migrate, wepeople
 from models.db import Database
+from scripts import databases
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or None
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL") or None
@@ -23,20 +21,9 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL") or None
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
 
 
-@contextlib.contextmanager
 def throwaway_postgres(prefix: str):
     """A new database on TEST_DATABASE_URL's server, dropped afterwards."""
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(make_url(TEST_DATABASE_URL).set(database="postgres"), poolclass=NullPool,
-                          isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(TEST_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    return databases.throwaway_postgres(TEST_DATABASE_URL, prefix)
 
 
 @pytest.fixture(autouse=True)

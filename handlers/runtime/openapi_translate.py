@@ -167,6 +167,17 @@ def _pointer(*segments: str) -> str:
     return "/".join(str(s).replace("~", "~0").replace("/", "~1") for s in segments)
 
 
+def resolve_ref(document: dict, ref: str) -> Any:
+    """What a local `$ref` ("#/a/b~1c", a JSON Pointer: `~1` stands for `/`, `~0` for
+    `~`, list items by index) names within `document`. One step: the node named may hold
+    a `$ref` of its own."""
+    node: Any = document
+    for segment in ref.removeprefix("#").split("/")[1:]:
+        segment = segment.replace("~1", "/").replace("~0", "~")
+        node = node[int(segment)] if isinstance(node, list) else node[segment]
+    return node
+
+
 def _check_local_ref(ref: Any, at: str) -> None:
     # The bundle is served from generated/, so refs to other files would have to be bundled in.
     if not isinstance(ref, str) or not ref.startswith("#"):
@@ -451,7 +462,7 @@ class _Translator:
             ref = branch.get("$ref", "") if isinstance(branch, dict) else ""
             if not ref.startswith("#/components/schemas/"):
                 continue
-            target = self._resolve(ref)
+            target = resolve_ref(self.doc, ref)
             pinned = target.get("properties", {}).get(discriminator["propertyName"], {})
             values = [pinned["const"]] if "const" in pinned else pinned.get("enum", [])
             name = ref.rsplit("/", 1)[1]
@@ -460,13 +471,6 @@ class _Translator:
                 mapping[values[0]] = ref
         if mapping:
             out["discriminator"] = {**discriminator, "mapping": mapping}
-
-    def _resolve(self, ref: str) -> dict:
-        node: Any = self.doc
-        for segment in ref[2:].split("/"):
-            node = node[segment.replace("~1", "/").replace("~0", "~")]
-        return node
-
 
 def _add_operation_ids(paths: dict) -> None:
     """Give every operation an id (derived when missing); ids must be unique."""

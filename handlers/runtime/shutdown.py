@@ -106,10 +106,6 @@ class Drain:
         self._streams.add(end)
         return lambda: self._streams.discard(end)
 
-    @property
-    def open_streams(self) -> int:
-        return len(self._streams)
-
 
 DRAIN = Drain()
 

@@ -14,6 +14,7 @@ import jsonschema_rs
 import yaml
 
 from handlers.runtime import openapi_translate
+from handlers.runtime.openapi_translate import resolve_ref
 from models.config import ROOT
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -32,15 +33,6 @@ def compile_schema(schema: dict, document: dict) -> jsonschema_rs.Validator:
     against `document`."""
     wrapper = {"allOf": [schema], "components": document.get("components", {})}
     return jsonschema_rs.Draft202012Validator(wrapper, validate_formats=True)
-
-
-def resolve_ref(document: dict, node: Any) -> Any:
-    while isinstance(node, dict) and "$ref" in node:
-        target: Any = document
-        for part in node["$ref"].lstrip("#/").split("/"):
-            target = target[part.replace("~1", "/").replace("~0", "~")]
-        node = target
-    return node
 
 
 @dataclasses.dataclass
@@ -63,7 +55,9 @@ class Operation:
 
     @cached_property
     def request_schema(self) -> dict | None:
-        body = resolve_ref(self.api.source, self.source.get("requestBody"))
+        body = self.source.get("requestBody")
+        while isinstance(body, dict) and "$ref" in body:
+            body = resolve_ref(self.api.source, body["$ref"])
         if not body:
             return None
         media = body.get("content", {}).get("application/json")

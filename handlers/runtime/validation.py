@@ -20,6 +20,7 @@ from connexion.validators import AbstractRequestBodyValidator, ParameterValidato
 from starlette.types import Scope
 
 from handlers.runtime.errors import ApiError, RequestValidationFailed
+from handlers.runtime.openapi_translate import resolve_ref
 from handlers.runtime.specs import ApiSpec, Operation
 
 
@@ -158,10 +159,9 @@ def check_envelope(operation: Operation, body: t.Any) -> None:
     non-empty and within maxItems. The items are validated one by one later."""
     batch = operation.ext("x-batch")
     prop = batch["itemsProperty"]
-    items_schema = operation.api.source["components"]["schemas"]
     envelope = operation.request_schema
     if "$ref" in envelope:
-        envelope = items_schema[envelope["$ref"].rsplit("/", 1)[-1]]
+        envelope = resolve_ref(operation.api.source, envelope["$ref"])
     array_schema = envelope["properties"][prop]
     if not isinstance(body, dict):
         raise RequestValidationFailed({"body": ["must be a JSON object"]})

@@ -7,7 +7,9 @@ from flask import Response
 
 from handlers.runtime.specs import ApiSpec, compile_schema
 from handlers.runtime.validation import TOO_DEEP, field_of, schema_errors
-from models import ingest
+from models.ingest import service
+from models.ingest.encoding import to_json
+from models.ingest.rules import IngestRules, Rejection
 
 
 def ping(principal: dict):
@@ -27,13 +29,13 @@ class EventContract:
         # One call answers for a whole valid batch (the common case).
         self.batch_validator = compile_schema(
             {"type": "array", "items": {"$ref": "#/components/schemas/IngestEvent"}}, api.source)
-        self.rules = ingest.IngestRules(
+        self.rules = IngestRules(
             metadata_max_bytes=schemas["IngestEvent"]["properties"]["metadata"].get("x-max-serialized-bytes"),
             batch_limit=schemas["IngestEventBatch"]["properties"]["events"]["maxItems"],
             monthly_events={plan: limits.get("monthlyEvents") for plan, limits in api.source["x-limits"]["plans"].items()},
         )
 
-    def schema_rejections(self, events: list) -> list[ingest.Rejection]:
+    def schema_rejections(self, events: list) -> list[Rejection]:
         """Each event validated on its own (3.1 semantics); the first issues of each
         invalid one become its rejection."""
         if self.batch_validator.is_valid(events):
@@ -45,14 +47,14 @@ class EventContract:
                 continue
             errors, too_deep = schema_errors(self.validator, event)
             if too_deep:
-                rejected.append(ingest.Rejection(index, "invalid_body", f"events[{index}]: {TOO_DEEP}"))
+                rejected.append(Rejection(index, "invalid_body", f"events[{index}]: {TOO_DEEP}"))
                 continue
             if all(_names_no_actor(e, event) for e in errors):
-                rejected.append(ingest.Rejection(index, "missing_actor",
-                                                 "The event names no actor (workerId, externalId or email)."))
+                rejected.append(Rejection(index, "missing_actor",
+                                          "The event names no actor (workerId, externalId or email)."))
                 continue
             issues = "; ".join(f"events[{index}].{field_of(e)}: {e.message}" for e in errors[:3])
-            rejected.append(ingest.Rejection(index, "invalid_body", issues[:1000]))
+            rejected.append(Rejection(index, "invalid_body", issues[:1000]))
         return rejected
 
 
@@ -74,15 +76,15 @@ def _contract(api: ApiSpec) -> EventContract:
 
 def _json(body: dict, status: int) -> Response:
     # The stdlib's compact text, written by orjson (500 accepted entries per batch).
-    return Response(ingest.dumps(body), status=status, mimetype="application/json")
+    return Response(to_json(body)[0], status=status, mimetype="application/json")
 
 
 def ingest_events(body: dict, principal: dict, db, request_id: str, contract: ApiSpec):
     spec = _contract(contract)
     events = body["events"]  # the envelope was checked before the handler runs
-    result = ingest.ingest_events(db, principal=principal, events=events,
-                                  rejected=spec.schema_rejections(events), rules=spec.rules,
-                                  request_id=request_id)
+    result = service.ingest_events(db, principal=principal, events=events,
+                                   rejected=spec.schema_rejections(events), rules=spec.rules,
+                                   request_id=request_id)
     return _json({
         "requestId": request_id,
         "accepted": len(result.accepted),
@@ -93,6 +95,6 @@ def ingest_events(body: dict, principal: dict, db, request_id: str, contract: Ap
 
 
 def ingest_snapshot(body: dict, principal: dict, db, request_id: str, contract: ApiSpec):
-    worker = ingest.ingest_snapshot(db, principal=principal, snapshot=body, rules=_contract(contract).rules,
-                                    request_id=request_id)
+    worker = service.ingest_snapshot(db, principal=principal, snapshot=body, rules=_contract(contract).rules,
+                                     request_id=request_id)
     return _json({"requestId": request_id, "ok": True, "snapshotType": body["snapshotType"], "worker": worker}, 202)

@@ -6,7 +6,9 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
+
+from models.config import env_flag
 
 DEFAULT_PRICES_FILE = Path(__file__).with_name("prices.json")
 
@@ -97,7 +99,7 @@ class ChatConfig:
             turn_timeout_seconds=float(env.get("CHAT_TURN_TIMEOUT", cls.turn_timeout_seconds)),
             max_tool_rounds=int(env.get("CHAT_MAX_TOOL_ROUNDS", cls.max_tool_rounds)),
             upstream_connections=int(env.get("CHAT_UPSTREAM_CONNECTIONS", cls.upstream_connections)),
-            moderation=(env.get("CHAT_MODERATION", "").lower() in {"1", "true", "yes", "on"}),
+            moderation=env_flag(env.get("CHAT_MODERATION")),
             weather_provider=env.get("CHAT_WEATHER_PROVIDER", cls.weather_provider),
             weather_timeout_seconds=float(env.get("CHAT_WEATHER_TIMEOUT", cls.weather_timeout_seconds)),
             shutdown_margin_seconds=float(env.get("CHAT_SHUTDOWN_MARGIN_SECONDS", cls.shutdown_margin_seconds)),
@@ -114,3 +116,9 @@ def estimate_tokens(text: str) -> int:
     """About four characters a token: enough for budgets and history trimming, which
     are corrected by the provider's own usage report afterwards."""
     return max(1, (len(text) + 3) // 4)
+
+
+def estimate_prompt_tokens(messages: Iterable[dict]) -> int:
+    """The prompt's tokens, estimated as its messages are sent (role and all): for the
+    budget reservation, and the usage of a turn the provider did not report."""
+    return sum(estimate_tokens(json.dumps(m, ensure_ascii=False)) for m in messages)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import re
 import weakref
 from typing import Any, AsyncIterator, Protocol
@@ -13,7 +12,7 @@ from typing import Any, AsyncIterator, Protocol
 import orjson
 
 from models import knowledge
-from models.chat.config import ChatConfig, estimate_tokens
+from models.chat.config import ChatConfig, estimate_prompt_tokens, estimate_tokens
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,8 +123,7 @@ class OpenAIProvider:
         finally:
             self.clients.release(shard)
         if not usage_seen:  # some deployments do not report usage on streams
-            prompt = sum(estimate_tokens(json.dumps(m, ensure_ascii=False)) for m in request.messages)
-            yield Usage(prompt, 0)
+            yield Usage(estimate_prompt_tokens(request.messages), 0)
 
     async def flagged(self, text: str) -> bool:
         import openai
@@ -213,21 +211,17 @@ class ExtractiveProvider:
             chunk = "".join(words[i:i + 4])
             cost = estimate_tokens(chunk)
             if completion + cost > budget:
-                yield Usage(_prompt_tokens(request), completion)
+                yield Usage(estimate_prompt_tokens(request.messages), completion)
                 yield Finish("length")
                 return
             completion += cost
             yield TextDelta(chunk)
             await asyncio.sleep(0)  # let other streams on the loop move
-        yield Usage(_prompt_tokens(request), completion)
+        yield Usage(estimate_prompt_tokens(request.messages), completion)
         yield Finish("stop")
 
     async def flagged(self, text: str) -> bool:
         return False
-
-
-def _prompt_tokens(request: ProviderRequest) -> int:
-    return sum(estimate_tokens(str(m.get("content") or "")) for m in request.messages)
 
 
 class UpstreamClients:

@@ -14,7 +14,6 @@ import logging
 import uuid
 from typing import Any, Callable, Protocol
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import knowledge

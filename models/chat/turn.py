@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from models import alpinechat, conversations, knowledge
 from models.chat import tools
-from models.chat.config import ChatConfig, estimate_tokens
+from models.chat.config import ChatConfig, estimate_prompt_tokens, estimate_tokens
 from models.chat.providers import (Finish, ProviderFactory, ProviderRequest, TextDelta, ToolCall, UpstreamError,
                                    Usage)
 from models.conversations import Conversation, Message
@@ -163,7 +163,7 @@ class ChatEngine:
         messages = build_messages(chatbot, language, hits, history, message,
                                   page_context if page_enabled else None, tools_enabled=self._tools_enabled())
         rounds = 1 + (self.config.max_tool_rounds if self._tools_enabled() else 0)
-        prompt_estimate = sum(estimate_tokens(json.dumps(m, ensure_ascii=False)) for m in messages) + 300
+        prompt_estimate = estimate_prompt_tokens(messages) + 300
         # Worst case: every round re-sends the prompt (plus tool results) and writes max_tokens.
         reservation = self.config.prices.cost(model, prompt_estimate * rounds, self.config.max_output_tokens * rounds)
 
@@ -448,7 +448,7 @@ class Turn:
         if outcome.text:
             outcome.completion_tokens = estimate_tokens("".join(outcome.text))
         if self._asked_upstream or outcome.text:
-            outcome.prompt_tokens = sum(estimate_tokens(json.dumps(m, ensure_ascii=False)) for m in self.plan.messages)
+            outcome.prompt_tokens = estimate_prompt_tokens(self.plan.messages)
 
     def disconnected(self) -> None:
         if self.outcome.finish is None:

@@ -3,52 +3,24 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 
 import pytest
 
-from models.config import ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.servers import start_gunicorn, stop_gunicorn
 
 
 @pytest.fixture(scope="module")
 def live_server(settings):
-    port = _free_port()
-    env = dict(os.environ, DATABASE_URL=settings.database_url, BIND=f"127.0.0.1:{port}",
-               WEB_CONCURRENCY="2", LOG_LEVEL="warning")
-    env.pop("REDIS_URL", None)
-    if settings.redis_url:
-        env["REDIS_URL"] = settings.redis_url
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "handlers/runtime/gunicorn_conf.py"),
-         "handlers.runtime.asgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        # The master listens before its workers can answer: wait for a real response.
+    def ready(port: int) -> bool:
         try:
             _request(port, "GET", "/api/healthz")
-            break
+            return True
         except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(process.stderr.read().decode()[-4000:])
-            if time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError("gunicorn did not answer within 30 s")
-            time.sleep(0.2)
+            return False
+
+    process, port = start_gunicorn(settings, ready, WEB_CONCURRENCY="2")
     yield port
-    process.terminate()
-    process.wait(timeout=30)
+    stop_gunicorn(process)
 
 
 def _request(port, method, path, body=None, headers=None, chunked=False):

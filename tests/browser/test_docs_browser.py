@@ -8,16 +8,13 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from models.config import ROOT
+from tests.servers import start_gunicorn, stop_gunicorn
 
 HERE = Path(__file__).parent
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -33,48 +30,26 @@ def _missing_browser() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def docs_server(settings):
     """gunicorn on a free port over the test run's database."""
     missing = _missing_browser()
     if missing:
         pytest.skip(missing)
-    port = _free_port()
-    env = dict(os.environ, DATABASE_URL=settings.database_url, BIND=f"127.0.0.1:{port}",
-               WEB_CONCURRENCY="1", LOG_LEVEL="warning")
-    env.pop("REDIS_URL", None)
-    env.pop("PUBLIC_BASE_URL", None)
-    if settings.redis_url:
-        env["REDIS_URL"] = settings.redis_url
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "handlers/runtime/gunicorn_conf.py"),
-         "handlers.runtime.asgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 60
-    while True:
+    def ready(port: int) -> bool:
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             connection.request("GET", "/docs/")
             connection.getresponse().read()
             connection.close()
-            break
+            return True
         except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(process.stderr.read().decode()[-4000:])
-            if time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError("gunicorn did not answer within 60 s")
-            time.sleep(0.2)
+            return False
+
+    # No PUBLIC_BASE_URL: the docs link to the server they are served by.
+    process, port = start_gunicorn(settings, ready, timeout=60, WEB_CONCURRENCY="1", PUBLIC_BASE_URL="")
     yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=30)
+    stop_gunicorn(process)
 
 
 @pytest.fixture(scope="module")

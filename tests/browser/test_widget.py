@@ -15,7 +15,6 @@ import http.server
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ from models.config import ROOT
 from models import alpinechat, backoffice, conversations, knowledge
 from models.conversations import Message
 from tests.api.chat.openai_stub import OpenAIStub
+from scripts.ports import free_port
 
 HERE = Path(__file__).parent
 WIDGET = ROOT / "handlers/widget/alpinechat.js"
@@ -54,12 +54,6 @@ def test_widget_fetches_only_its_server():
     hosts = {part.split("/")[2] for part in source.split('"') if part.startswith(("http://", "https://"))}
     assert hosts <= {"www.openstreetmap.org", "www.w3.org", "CHAT-SERVER"}, hosts
     assert "eval(" not in source and "new Function" not in source
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _missing_browser() -> str | None:
@@ -105,7 +99,7 @@ class PageHandler(http.server.BaseHTTPRequestHandler):
 
 def _page_server(server_url: str):
     handler = type("Handler", (PageHandler,), {"server_url": server_url})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", _free_port()), handler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
@@ -148,7 +142,7 @@ def world(database, settings):
     if not (HERE / "node_modules" / "playwright-core").exists():
         subprocess.run(["npm", "ci", "--prefix", str(HERE), "--no-audit", "--no-fund"], check=True)
     stub = OpenAIStub().start()
-    port = _free_port()
+    port = free_port()
     server_url = f"http://127.0.0.1:{port}"
     allowed, allowed_url = _page_server(server_url)
     foreign, foreign_url = _page_server(server_url)

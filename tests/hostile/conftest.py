@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
-import time
 import types
 
 import pytest
 
-from models.config import ROOT
 from models import alpinechat, wepeople
 from tests.conftest import unique
+from tests.servers import start_gunicorn, stop_gunicorn
 
 # Small, so that slow clients are cut in seconds; the cases assert against these.
 EDGE_ENV = {"HEADER_TIMEOUT": "1.5", "BODY_IDLE_TIMEOUT": "1", "BODY_TIMEOUT": "3",
             "MAX_HEADER_BYTES": "32768", "MAX_HEADER_COUNT": "100"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _answers(port: int) -> bool:
@@ -37,30 +28,11 @@ def _answers(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def hostile_server(settings):
-    port = _free_port()
-    env = dict(os.environ, DATABASE_URL=settings.database_url, BIND=f"127.0.0.1:{port}",
-               WEB_CONCURRENCY="2", LOG_LEVEL="warning", **EDGE_ENV)
-    env.pop("REDIS_URL", None)
-    if settings.redis_url:
-        env["REDIS_URL"] = settings.redis_url
     log = open(os.devnull, "wb") if not os.environ.get("HOSTILE_SERVER_LOG") else open(
         os.environ["HOSTILE_SERVER_LOG"], "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "handlers/runtime/gunicorn_conf.py"),
-         "handlers.runtime.asgi:app"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while not _answers(port):
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError("gunicorn did not answer within 30 s")
-        time.sleep(0.2)
+    process, port = start_gunicorn(settings, _answers, log=log, WEB_CONCURRENCY="2", **EDGE_ENV)
     yield port
-    process.terminate()
-    process.wait(timeout=30)
+    stop_gunicorn(process)
     log.close()
 
 

@@ -146,7 +146,7 @@ def test_demo_is_idempotent_and_reuses_its_keys(admin, db, tmp_path):
         chat_key = alpinechat.find_active_chat_key(session, second["alpinechat"]["key"])
         chatbot = alpinechat.get_active_chatbot(session, "demo-bot")
         assert alpinechat.key_grants(chat_key, ["escalations.write"])
-        assert alpinechat.key_can_access_chatbot(chat_key, chatbot)
+        assert alpinechat.key_can_access_chatbot(chat_key.tenant_id, chat_key.chatbot_id, chatbot)
         config = alpinechat.public_widget_config(chatbot)
         assert config["language"] == "de" and config["widget"]["lead_capture"] is True
         assert config["escalation"]["enabled"] and config["features"]["page_context"]["enabled"]

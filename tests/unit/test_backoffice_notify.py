@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import socket
 import uuid
 
 import pytest
@@ -15,6 +14,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from models.config import Settings
 from models import backoffice, notify, outbox
+from scripts.ports import free_port
 
 # The test server allows AUTH without TLS (it has no certificate); aiosmtpd warns about that.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
@@ -87,18 +87,12 @@ def smtp_with_auth():
         ok = auth_data.login == b"mailer" and auth_data.password == b"s3cret"
         return AuthResult(success=ok)
 
-    port = _free_port()
+    port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=port, authenticator=authenticator,
                             auth_require_tls=False, auth_required=True)
     controller.start()
     yield port, sink
     controller.stop()
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _mail(settings):
@@ -128,7 +122,7 @@ def test_starttls_is_required_when_configured(smtp_with_auth):
 
 def test_unconfigured_or_unreachable_smtp_is_a_retryable_failure():
     assert _mail(Settings.from_env({})).error.startswith("SMTP is not configured")
-    down = _mail(Settings.from_env({}, smtp_host="127.0.0.1", smtp_port=_free_port()))
+    down = _mail(Settings.from_env({}, smtp_host="127.0.0.1", smtp_port=free_port()))
     assert not down.ok and down.retryable
 
 

@@ -3,13 +3,13 @@ and every declared distribution is imported (or, for the few used another way, t
 still in the named file)."""
 from __future__ import annotations
 
-import ast
 import importlib.metadata
 import re
 import sys
 
 from models.config import ROOT
 from scripts.requirements import requirements
+from tests.source_imports import imports_of
 
 # Declared distributions the code uses without importing them, with the file and text that
 # show the use (the test fails when the text is gone, so an unused one cannot linger here).
@@ -43,17 +43,10 @@ def imports() -> dict[str, set[str]]:
     local = _local_names()
     for directory in SOURCE_DIRS:
         for path in (ROOT / directory).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if isinstance(node, ast.Import):
-                    modules = [alias.name for alias in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    modules = [node.module]
-                else:
-                    continue
-                for module in modules:
-                    top = module.split(".", 1)[0]
-                    if top not in sys.stdlib_module_names and top not in local:
-                        found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+            for _, module, _ in imports_of(path):
+                top = module.split(".", 1)[0]
+                if top not in sys.stdlib_module_names and top not in local:
+                    found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
     return found
 
 

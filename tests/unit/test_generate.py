@@ -111,14 +111,6 @@ def _escape(segment: str) -> str:
     return segment.replace("~", "~0").replace("/", "~1")
 
 
-def _resolve(document: dict, pointer: str):
-    node = document
-    for segment in pointer.removeprefix("#/").split("/"):
-        segment = segment.replace("~1", "/").replace("~0", "~")
-        node = node[int(segment)] if isinstance(node, list) else node[segment]
-    return node
-
-
 def _schema_pointers(document: dict) -> list[str]:
     """Every components schema, and every request body and parameter schema."""
     pointers = [f"#/components/schemas/{_escape(name)}" for name in document["components"]["schemas"]]
@@ -135,7 +127,7 @@ def _schema_pointers(document: dict) -> list[str]:
                 pointers.append(f"{parameter.get('$ref', where)}/schema")
             if "requestBody" in item[method]:
                 body_at = item[method]["requestBody"].get("$ref", f"{at}/requestBody")
-                for media_type in _resolve(document, body_at)["content"]:
+                for media_type in ot.resolve_ref(document, body_at)["content"]:
                     pointers.append(f"{body_at}/content/{_escape(media_type)}/schema")
     return list(dict.fromkeys(pointers))
 
@@ -153,7 +145,7 @@ def _for_generator(schema, document: dict):
         return schema
     if "$ref" in schema:
         rest = {k: v for k, v in schema.items() if k != "$ref"}
-        target = _for_generator(_resolve(document, schema["$ref"]), document)
+        target = _for_generator(ot.resolve_ref(document, schema["$ref"]), document)
         return {"allOf": [target, _for_generator(rest, document)]} if rest else target
     out = {k: _for_generator(v, document) for k, v in schema.items()
            if not k.startswith("x-") and k not in ("dependentRequired", "dependentSchemas")}
@@ -182,7 +174,7 @@ def _validators(api: str, pointer: str):
 def _valid_instances(api: str, pointer: str):
     source, _ = _documents(api)
     # hypothesis-jsonschema has no uuid strategy of its own.
-    return from_schema(_for_generator(_resolve(source, pointer), source),
+    return from_schema(_for_generator(ot.resolve_ref(source, pointer), source),
                        custom_formats={"uuid": st.uuids().map(str)})
 
 

@@ -7,10 +7,12 @@ import uuid
 
 import pytest
 
-from models import ingest, wepeople
+from models import wepeople
+from models.ingest.rules import IngestRules
+from models.ingest.service import ingest_events, ingest_snapshot
 from scripts import admin
 
-RULES = ingest.IngestRules(metadata_max_bytes=16384, batch_limit=500, monthly_events={"growth": None})
+RULES = IngestRules(metadata_max_bytes=16384, batch_limit=500, monthly_events={"growth": None})
 
 
 @pytest.fixture
@@ -30,12 +32,12 @@ def seeded(database, monkeypatch, settings):
          "actor": {"externalId": "sam"}},
     ]
     with database.unit_of_work() as s:
-        ingest.ingest_events(s, principal=principal(crm), events=events, rejected=[], rules=RULES, request_id="req_1")
-        ingest.ingest_events(s, principal=principal(ci), rules=RULES, request_id="req_2", rejected=[], events=[
+        ingest_events(s, principal=principal(crm), events=events, rejected=[], rules=RULES, request_id="req_1")
+        ingest_events(s, principal=principal(ci), rules=RULES, request_id="req_2", rejected=[], events=[
             {"eventType": "deploy.done", "category": "code", "timestamp": "2026-04-19T13:00:00Z",
              "actor": {"externalId": "alex"}}])
         for when, value in (("2026-04-19T09:00:00Z", 1), ("2026-04-19T10:00:00Z", 5)):
-            ingest.ingest_snapshot(s, principal=principal(crm), rules=RULES, request_id="req_3", snapshot={
+            ingest_snapshot(s, principal=principal(crm), rules=RULES, request_id="req_3", snapshot={
                 "snapshotType": "tickets_open", "timestamp": when, "actor": {"externalId": "alex"},
                 "metrics": {"tickets_open": value, "sla": {"value": 0.9, "unit": "ratio"}}})
     return types.SimpleNamespace(org=org, crm=crm, ci=ci)

@@ -1,4 +1,4 @@
-"""Small pure pieces of the ingest path: timestamps, month arithmetic, COPY escaping,
+"""Small pure pieces of the ingest path: timestamps, JSON text, month arithmetic, COPY escaping,
 the canonical request hash of idempotency."""
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import datetime as dt
 import pytest
 
 from handlers.runtime.idempotency import request_hash
-from models import ingest
+from models.ingest.encoding import copy_text, copy_timestamp, echoed_now, metadata_text, parse_timestamp, to_json
+from models.ingest.quota import current_month, seconds_until_next_month
 
 NOW = dt.datetime(2026, 4, 19, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -19,18 +20,38 @@ NOW = dt.datetime(2026, 4, 19, 12, 0, tzinfo=dt.timezone.utc)
     ("2026-04-19T12:30:00.123456789z", dt.datetime(2026, 4, 19, 12, 30, 0, 123456, tzinfo=dt.timezone.utc), 0),
 ])
 def test_parse_timestamp_keeps_offset(raw, utc, offset):
-    parsed, minutes, echoed = ingest.parse_timestamp(raw, NOW)
-    assert parsed == utc and minutes == offset and echoed == raw
+    written, minutes = parse_timestamp(raw)
+    assert written == utc and written.astimezone(dt.timezone.utc) == utc and minutes == offset
+    assert written.utcoffset() == dt.timedelta(minutes=offset)
 
 
-def test_parse_timestamp_defaults_to_now():
-    assert ingest.parse_timestamp(None, NOW) == (NOW, 0, "2026-04-19T12:00:00Z")
+@pytest.mark.parametrize("raw, copied", [
+    ("2026-04-19t14:30:00+02:00", "2026-04-19T14:30:00+02:00"),                # as written, upper-cased
+    ("2026-04-19T12:30:00.123456789z", "2026-04-19T12:30:00.123456+00:00"),     # > 6 fraction digits
+    ("2026-04-19T12:30:00+23:00", "2026-04-18T13:30:00+00:00"),                 # beyond PostgreSQL's ±15:59
+])
+def test_copy_timestamp_passes_on_what_postgresql_reads_alike(raw, copied):
+    assert copy_timestamp(raw, *parse_timestamp(raw)) == copied
 
 
-@pytest.mark.parametrize("raw", ["2026-04-19T12:30:00", "2026-12-31T23:59:60Z", "0000-01-01T00:00:00Z", "soon"])
+def test_events_without_timestamp_echo_now():
+    assert echoed_now(NOW) == "2026-04-19T12:00:00Z"
+
+
+@pytest.mark.parametrize("raw", ["2026-04-19T12:30:00", "2026-12-31T23:59:60Z", "0000-01-01T00:00:00Z", "soon",
+                                 "0001-01-01T00:00:00+01:00"])
 def test_unusable_timestamps_raise_value_error(raw):
     with pytest.raises((ValueError, OverflowError)):
-        ingest.parse_timestamp(raw, NOW)
+        parse_timestamp(raw)[0].astimezone(dt.timezone.utc)
+
+
+def test_one_json_writer_for_every_size_rule():
+    value = {"b": [1, 2.5, "ü"], "a": None, "nan": float("nan")}
+    assert to_json(value) == ('{"b":[1,2.5,"ü"],"a":null,"nan":NaN}', None)
+    assert to_json({"a": "ü"}, max_bytes=100) == ('{"a":"ü"}', 10)
+    assert to_json({"n": 10 ** 30}) == ('{"n":1000000000000000000000000000000}', None)  # beyond orjson
+    assert metadata_text({"k": "x" * 50}, 40)[1] == "metadata is 58 bytes serialized; at most 40 are allowed."
+    assert metadata_text({"k": "\x00"}, None) == (None, "metadata must not contain NUL characters.")
 
 
 @pytest.mark.parametrize("now, expected", [
@@ -38,15 +59,15 @@ def test_unusable_timestamps_raise_value_error(raw):
     (dt.datetime(2026, 12, 31, 23, 0, 0, tzinfo=dt.timezone.utc), 3601),
 ])
 def test_seconds_until_next_month(now, expected):
-    assert ingest.seconds_until_next_month(now) == expected
-    assert ingest.current_month(now + dt.timedelta(seconds=expected)) != ingest.current_month(now)
+    assert seconds_until_next_month(now) == expected
+    assert current_month(now + dt.timedelta(seconds=expected)) != current_month(now)
 
 
 def test_copy_text_escapes_what_copy_treats_specially():
-    assert ingest._copy_text(None) == "\\N"
-    assert ingest._copy_text('a\\b\tc\nd\re') == "a\\\\b\\tc\\nd\\re"
-    assert ingest._copy_text("plain ü") == "plain ü"
-    assert ingest._copy_text(42) == "42"
+    assert copy_text(None) == "\\N"
+    assert copy_text('a\\b\tc\nd\re') == "a\\\\b\\tc\\nd\\re"
+    assert copy_text("plain ü") == "plain ü"
+    assert copy_text(42) == "42"
 
 
 def test_request_hash_is_canonical():

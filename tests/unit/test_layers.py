@@ -3,12 +3,12 @@ and persistence). Configuration (models/config.py) is readable by every layer. A
 that imports against the direction fails here, named with its line."""
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
 from models.config import ROOT
+from tests.source_imports import imports_of
 
 # package -> the project's packages it must never import
 FORBIDDEN = {
@@ -21,16 +21,8 @@ PROJECT_PACKAGES = {"models", "handlers", "scripts", "tests"}
 
 def imported_packages(path: Path) -> list[tuple[int, str]]:
     """(line, top-level project package) of every import in the module, however nested."""
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
-        else:
-            continue
-        found += [(node.lineno, name.split(".")[0]) for name in names if name.split(".")[0] in PROJECT_PACKAGES]
-    return found
+    tops = [(line, module.split(".")[0]) for line, module, _ in imports_of(path)]
+    return [(line, top) for line, top in tops if top in PROJECT_PACKAGES]
 
 
 def violations(root: Path) -> list[str]:
@@ -57,6 +49,30 @@ def test_an_import_against_the_direction_is_found(tmp_path, package, statement):
     (tmp_path / package / "module.py").write_text(statement, encoding="utf-8")
     (found,) = violations(tmp_path)
     assert found.startswith(f"{package}/module.py:") and f"({package} must not)" in found
+
+
+# Within the ingest package, the modules below import none above them: the tables, rules
+# and encoding are the floor every other ingest module stands on, the service the top.
+INGEST_ORDER = ["tables", "rules", "encoding", "quota", "actors", "writer", "reading", "service"]
+
+
+def _ingest_imports(name: str) -> set[str]:
+    found = set()
+    for _, module, names in imports_of(ROOT / "models" / "ingest" / f"{name}.py"):
+        if module == "models.ingest":
+            found |= set(names)
+        elif module.startswith("models.ingest."):
+            found.add(module.split(".")[2])
+    return found
+
+
+def test_ingest_modules_import_only_below_themselves():
+    assert sorted(p.stem for p in (ROOT / "models" / "ingest").glob("*.py") if p.stem != "__init__") == \
+        sorted(INGEST_ORDER)
+    for level, name in enumerate(INGEST_ORDER):
+        above = set(INGEST_ORDER[level:])
+        assert not _ingest_imports(name) & above, f"models/ingest/{name}.py imports {_ingest_imports(name) & above}"
+    assert _ingest_imports("tables") == set()
 
 
 def test_configuration_lives_below_both_layers():

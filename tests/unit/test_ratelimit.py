@@ -177,7 +177,7 @@ def test_limits_count_in_memory_while_redis_fails_and_share_again_after(throwawa
 
 def test_a_redis_nobody_listens_on_is_skipped_during_its_cool_down(caplog):
     from handlers.runtime.ratelimit import GuardedRedis
-    from tests.throwaway_redis import free_port
+    from scripts.ports import free_port
 
     caplog.set_level(logging.WARNING, logger="ratelimit")
     clock = Monotonic(0.0)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import socket
 import threading
 import types
 import uuid
@@ -19,12 +18,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from models import alpinechat, conversations, outbox
 from models.db import utcnow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from scripts.ports import free_port
 
 
 # ── SMTP ─────────────────────────────────────────────────────────────────────

@@ -24,7 +24,7 @@ from models.config import ROOT, Settings
 from models import alpinechat, migrate, outbox
 from models.db import Database, utcnow
 
-from .conftest import free_port
+from scripts.ports import free_port
 
 LEASE = 1.0  # seconds; production default 30 (OUTBOX_LEASE_SECONDS)
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from models import conversations
-from models.conversations import Conversation, Message
+from models.conversations import Message
 
 from .conftest import parse_sse, text_of, types_of
 

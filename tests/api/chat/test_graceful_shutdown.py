@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,30 +30,22 @@ from models.chat.reservations import INTERRUPTED
 from models.conversations import Message
 
 from .conftest import PRICES, parse_sse, text_of, types_of
+from scripts.ports import free_port
+from tests.servers import gunicorn_env
 
 GRACEFUL_TIMEOUT = 6
 MARGIN = 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Gunicorn:
     def __init__(self, settings, stub, **env):
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = dict(os.environ, DATABASE_URL=settings.database_url, BIND=f"127.0.0.1:{self.port}",
-                        WEB_CONCURRENCY="1", LOG_LEVEL="info", OPENAI_API_KEY="sk-test",
-                        OPENAI_BASE_URL=stub.url + "/v1", OPENAI_MODEL="stub-model", OPENAI_TIMEOUT="5",
-                        CHAT_PRICES=json.dumps(PRICES), CHAT_KEEPALIVE_SECONDS="1", CHAT_TURN_TIMEOUT="60",
-                        GRACEFUL_TIMEOUT=str(GRACEFUL_TIMEOUT), CHAT_SHUTDOWN_MARGIN_SECONDS=str(MARGIN))
-        self.env.pop("REDIS_URL", None)
-        if settings.redis_url:
-            self.env["REDIS_URL"] = settings.redis_url
-        self.env.update(env)
+        self.env = gunicorn_env(settings, self.port, **{
+            "WEB_CONCURRENCY": "1", "LOG_LEVEL": "info", "OPENAI_API_KEY": "sk-test",
+            "OPENAI_BASE_URL": stub.url + "/v1", "OPENAI_MODEL": "stub-model", "OPENAI_TIMEOUT": "5",
+            "CHAT_PRICES": json.dumps(PRICES), "CHAT_KEEPALIVE_SECONDS": "1", "CHAT_TURN_TIMEOUT": "60",
+            "GRACEFUL_TIMEOUT": str(GRACEFUL_TIMEOUT), "CHAT_SHUTDOWN_MARGIN_SECONDS": str(MARGIN), **env})
         self.process: subprocess.Popen | None = None
 
     def start(self, log_path: Path) -> "Gunicorn":

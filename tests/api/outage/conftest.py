@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,12 +19,7 @@ import pytest
 from models.config import ROOT
 from models import alpinechat, migrate, wepeople
 from models.db import Database
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from scripts.ports import free_port
 
 
 class Cluster:

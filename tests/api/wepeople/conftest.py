@@ -3,7 +3,6 @@ and real server processes (uvicorn) for the multi-process tests."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,10 @@ import pytest
 from sqlalchemy import func, select
 
 from models.config import ROOT
-from models import ingest
+from models.db import utcnow
+from models.ingest.quota import current_month, usage
+from models.ingest.tables import IngestEvent, Worker
+from scripts.ports import free_port
 
 
 @pytest.fixture
@@ -23,32 +25,26 @@ def peek(database):
     class Peek:
         def events(self, org_id, kind=None):
             with database.unit_of_work() as s:
-                query = select(ingest.IngestEvent).where(ingest.IngestEvent.organization_id == org_id)
+                query = select(IngestEvent).where(IngestEvent.organization_id == org_id)
                 if kind:
-                    query = query.where(ingest.IngestEvent.kind == kind)
-                return list(s.scalars(query.order_by(ingest.IngestEvent.id)))
+                    query = query.where(IngestEvent.kind == kind)
+                return list(s.scalars(query.order_by(IngestEvent.id)))
 
         def event_count(self, org_id) -> int:
             with database.unit_of_work() as s:
-                return s.scalar(select(func.count()).select_from(ingest.IngestEvent)
-                                .where(ingest.IngestEvent.organization_id == org_id))
+                return s.scalar(select(func.count()).select_from(IngestEvent)
+                                .where(IngestEvent.organization_id == org_id))
 
         def workers(self, org_id):
             with database.unit_of_work() as s:
-                return list(s.scalars(select(ingest.Worker).where(ingest.Worker.organization_id == org_id)
-                                      .order_by(ingest.Worker.created_at)))
+                return list(s.scalars(select(Worker).where(Worker.organization_id == org_id)
+                                      .order_by(Worker.created_at)))
 
         def usage(self, org_id) -> int:
             with database.unit_of_work() as s:
-                return ingest.usage(s, org_id, ingest.current_month(ingest.utcnow()))
+                return usage(s, org_id, current_month(utcnow()))
 
     return Peek()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

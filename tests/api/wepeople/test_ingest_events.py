@@ -9,7 +9,9 @@ import uuid
 import pytest
 
 from tests.api.wepeople.helpers import BATCH_LIMIT, EVENTS, METADATA_MAX, event
-from models import ingest
+from models.ingest import service
+from models.ingest.reading import timeline
+from models.ingest.tables import IngestConnection
 from tests.api.test_wepeople_errors import assert_wepeople_error
 
 
@@ -174,7 +176,7 @@ def test_timestamps_default_to_now_and_keep_their_offsets(client, make_ingest_ke
     assert rows[5].occurred_at == dt.datetime(2026, 4, 19, 12, 30, tzinfo=dt.timezone.utc)
     assert rows[5].utc_offset_minutes == 15 * 60 + 59
     with database.unit_of_work() as s:
-        shown = {r["id"]: r["occurred_at"] for r in ingest.timeline(s, made.org_id)}
+        shown = {r["id"]: r["occurred_at"] for r in timeline(s, made.org_id)}
     assert shown[rows[1].id] == "2026-04-19T14:30:00+02:00"
     assert shown[rows[2].id] == "2026-04-19T07:00:00.250000-05:30"
 
@@ -192,7 +194,7 @@ def test_actor_resolution_and_auto_creation(client, make_ingest_key, peek, datab
     by_name = {w.display_name: w for w in workers}
     assert by_name["Alex"].external_id == "u-1" and by_name["Sam"].email == "sam@acme.example"
     with database.unit_of_work() as s:
-        connection = s.get(ingest.IngestConnection, by_name["Alex"].connection_id)
+        connection = s.get(IngestConnection, by_name["Alex"].connection_id)
         assert connection.name == f"custom:{made.app_slug}" and connection.app_id == made.app_id
     # Later batches find the same workers: by externalId, by email (any case), by workerId.
     second = post(client, made, {"events": [
@@ -265,13 +267,13 @@ def test_accepted_events_persist_atomically(client, make_ingest_key, peek, monke
     """A failure after the rows were written leaves nothing behind: no events, no
     auto-created workers, no quota used."""
     made = make_ingest_key()
-    real = ingest.write_events
+    real = service.write_events
 
     def write_then_fail(writer):
         real(writer)
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(ingest, "write_events", write_then_fail)
+    monkeypatch.setattr(service, "write_events", write_then_fail)
     response = post(client, made, {"events": [event(i) for i in range(5)]})
     assert_wepeople_error(response, 500, "internal_error")
     assert peek.events(made.org_id) == [] and peek.workers(made.org_id) == []

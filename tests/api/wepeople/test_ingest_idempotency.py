@@ -89,15 +89,15 @@ def test_key_is_free_again_after_the_window(client, make_ingest_key, peek, datab
 
 
 def test_failed_request_releases_the_key(client, make_ingest_key, peek, monkeypatch):
-    from models import ingest
+    from models.ingest import service
 
     made = make_ingest_key()
     key = new_key()
     body = {"events": [event(0)]}
-    real = ingest.write_events
-    monkeypatch.setattr(ingest, "write_events", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    real = service.write_events
+    monkeypatch.setattr(service, "write_events", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
     assert client.post(EVENTS, json=body, headers={**made.headers, "Idempotency-Key": key}).status_code == 500
-    monkeypatch.setattr(ingest, "write_events", real)
+    monkeypatch.setattr(service, "write_events", real)
     retry = client.post(EVENTS, json=body, headers={**made.headers, "Idempotency-Key": key})
     assert retry.status_code == 202 and "Idempotent-Replayed" not in retry.headers
     assert len(peek.events(made.org_id)) == 1

@@ -84,7 +84,8 @@ def test_an_owner_whose_lease_lapsed_and_was_taken_over_commits_nothing(client, 
 
     import pytest
 
-    from models import ingest, ingest_idempotency as records
+    from models import ingest_idempotency as records
+    from models.ingest import service
 
     if database.is_sqlite:
         pytest.skip("SQLite: a takeover cannot interleave with the owner's write transaction")
@@ -92,7 +93,7 @@ def test_an_owner_whose_lease_lapsed_and_was_taken_over_commits_nothing(client, 
     made = make_ingest_key()
     key = new_key()
     body = {"events": [event(0), event(1)]}
-    real = ingest.write_events
+    real = service.write_events
     # What the request that took the key over stored: a whole, contract-valid answer of its own.
     others_answer = {"requestId": "req_the_other_request", "accepted": 2, "rejected": 0, "batchLimit": 500,
                      "results": {"accepted": [], "rejected": []}}
@@ -112,7 +113,7 @@ def test_an_owner_whose_lease_lapsed_and_was_taken_over_commits_nothing(client, 
             assert records.complete(s, str(made.key_id), key, other, 202, {"Content-Type": "application/json"},
                                     json.dumps(others_answer).encode())
 
-    monkeypatch.setattr(ingest, "write_events", taken_over_meanwhile)
+    monkeypatch.setattr(service, "write_events", taken_over_meanwhile)
     response = client.post(EVENTS, json=body, headers={**made.headers, "Idempotency-Key": key})
     assert response.status_code == 202
     assert response.headers["Idempotent-Replayed"] == "true"

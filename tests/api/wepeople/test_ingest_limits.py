@@ -7,14 +7,16 @@ import httpx
 import limits
 import pytest
 
-from models import ingest
+from models.db import utcnow
+from models.ingest.quota import current_month, remaining_quota, seconds_until_next_month
+from models.ingest.tables import IngestUsage
 from tests.api.test_wepeople_errors import assert_wepeople_error
 from tests.api.wepeople.helpers import EVENTS, PER_KEY, PLANS, SNAPSHOTS, event
 
 
 def use_quota(database, org_id, events: int) -> None:
     with database.unit_of_work() as s:
-        s.add(ingest.IngestUsage(organization_id=org_id, month=ingest.current_month(ingest.utcnow()), events=events))
+        s.add(IngestUsage(organization_id=org_id, month=current_month(utcnow()), events=events))
 
 
 def test_quota_accepts_what_fits_then_answers_429(client, make_ingest_key, database, peek):
@@ -35,7 +37,7 @@ def test_quota_accepts_what_fits_then_answers_429(client, make_ingest_key, datab
         now = dt.datetime.now(dt.timezone.utc)
         retry = int(response.headers["Retry-After"])
         assert (now + dt.timedelta(seconds=retry)).month != now.month or retry < 2
-        assert abs(retry - ingest.seconds_until_next_month(now)) <= 2
+        assert abs(retry - seconds_until_next_month(now)) <= 2
         assert "X-RateLimit-Limit" in response.headers and "X-RateLimit-Remaining" in response.headers
     assert peek.event_count(made.org_id) == 2
 
@@ -52,10 +54,10 @@ def test_quota_is_per_month(make_ingest_key, database):
     made = make_ingest_key(plan="starter")
     quota = PLANS["starter"]["monthlyEvents"]
     with database.unit_of_work() as s:
-        s.add(ingest.IngestUsage(organization_id=made.org_id, month="2000-01", events=quota))
+        s.add(IngestUsage(organization_id=made.org_id, month="2000-01", events=quota))
     with database.unit_of_work() as s:
-        assert ingest.remaining_quota(s, made.org_id, quota, ingest.utcnow()) == quota
-        assert ingest.remaining_quota(s, made.org_id, quota, dt.datetime(2000, 1, 15, tzinfo=dt.timezone.utc)) == 0
+        assert remaining_quota(s, made.org_id, quota, utcnow()) == quota
+        assert remaining_quota(s, made.org_id, quota, dt.datetime(2000, 1, 15, tzinfo=dt.timezone.utc)) == 0
 
 
 @pytest.mark.skipif(not __import__("os").environ.get("TEST_REDIS_URL"), reason="needs TEST_REDIS_URL")

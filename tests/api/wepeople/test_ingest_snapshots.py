@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from models import ingest
+from models.ingest.reading import user_strip
 from tests.api.test_wepeople_errors import assert_wepeople_error
 from tests.api.wepeople.helpers import SNAPSHOTS
 
@@ -64,7 +64,7 @@ def test_user_strip_shows_the_latest_snapshot_per_worker_per_app(client, make_in
     assert post(timestamp="2026-04-19T11:00:00Z", metrics={"tickets_open": 2}).status_code == 202
     assert post(actor={"externalId": "sam"}, metrics={"tickets_open": 9}).status_code == 202
     with database.unit_of_work() as s:
-        strip = ingest.user_strip(s, made.org_id)
+        strip = user_strip(s, made.org_id)
     assert sorted((c["worker"], c["metrics"]["tickets_open"]) for c in strip) == [("Alex", 3), ("sam", 9)]
     assert {c["source"] for c in strip} == {f"custom:{made.app_slug}"}
     assert len(peek.events(made.org_id, kind="snapshot")) == 4
