@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from models import outage
+from models import metrics, outage
 
 
 class UTCDateTime(TypeDecorator):
@@ -180,6 +180,20 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 5, echo: b
 PROBE_CONNECTIONS = 3
 
 
+def _count_pool_use(engine: Engine) -> None:
+    """The pool's connections in use and beyond its size, as gauges (models/metrics.py)."""
+    pool = engine.pool
+    overflow = getattr(pool, "overflow", None)
+
+    def changed(delta: int) -> None:
+        metrics.DB_POOL_CHECKED_OUT.inc(delta)
+        if overflow is not None:
+            metrics.DB_POOL_OVERFLOW.set(max(0, overflow()))
+
+    event.listen(engine, "checkout", lambda *_: changed(1))
+    event.listen(engine, "checkin", lambda *_: changed(-1))
+
+
 class Database:
     """An engine and its session factory; one `Database` per process and URL, with one
     pool: at most `pool_size + max_overflow` connections, plus the health probe's."""
@@ -194,6 +208,7 @@ class Database:
         self.engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow, echo=echo, **timeouts)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
         event.listen(self.Session, "after_commit", _committed)
+        _count_pool_use(self.engine)
         # For single reads outside a unit of work (every request's key lookup): on
         # PostgreSQL the same pool's connections in autocommit while checked out, so a
         # read is one round trip (no BEGIN and ROLLBACK around it); SQLAlchemy resets

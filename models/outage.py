@@ -15,6 +15,8 @@ import time
 
 from sqlalchemy import exc as sa_exc
 
+from models import metrics
+
 log = logging.getLogger("outage")
 
 # Seconds a client is told to wait (Retry-After) when a dependency is down: how soon
@@ -38,6 +40,7 @@ class DependencyState:
         self.since = time.monotonic()
         self.reason = ""
         self._lock = threading.Lock()
+        metrics.DEPENDENCY_UP.labels(name).set(1)
 
     def down(self, reason: str) -> None:
         if self.is_down:
@@ -46,6 +49,7 @@ class DependencyState:
             if self.is_down:
                 return
             self.is_down, self.since, self.reason = True, time.monotonic(), reason
+        metrics.DEPENDENCY_UP.labels(self.name).set(0)
         log.error("%s is down: %s (answering 503 until it is back)", self.name, reason)
 
     def up(self) -> None:
@@ -56,6 +60,7 @@ class DependencyState:
                 return
             self.is_down = False
             lasted, self.since = time.monotonic() - self.since, time.monotonic()
+        metrics.DEPENDENCY_UP.labels(self.name).set(1)
         log.warning("%s is back after %.1f s", self.name, lasted)
 
 

@@ -25,10 +25,11 @@ import threading
 import uuid
 from typing import Any, Callable
 
-from sqlalchemy import ForeignKey, Index, String, Text, or_, select, update
+from sqlalchemy import ForeignKey, Index, String, Text, case, func, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.config import Settings
+from models import metrics
 from models import notify as sender
 from models.alpinechat import Chatbot, ensure_webhook_secret
 from models.db import Base, CreatedAt, Database, UUIDPk, utcnow
@@ -316,7 +317,22 @@ def deliver(database: Database, delivery_id: uuid.UUID, settings: Settings, *, w
                 delivery.next_attempt_at = now + policy.delay(number)
     log.info("delivery %s %s attempt %d: %s", delivery_id, delivery.channel, number,
              "ok" if outcome.ok else outcome.error)
+    metrics.OUTBOX_ATTEMPTS.labels(delivery.channel, "delivered" if outcome.ok else "failed").inc()
     return outcome
+
+
+def due_summary(database: Database, now: dt.datetime | None = None) -> tuple[int, float]:
+    """(pending deliveries, seconds the oldest due one has waited, 0 when none is due)."""
+    now = now or utcnow()
+    with database.unit_of_work() as session:
+        pending, oldest_due = session.execute(
+            select(func.count(), func.min(case((Delivery.next_attempt_at <= now, Delivery.next_attempt_at))))
+            .where(Delivery.status == "pending")).one()
+    if oldest_due is None:
+        return pending, 0.0
+    if oldest_due.tzinfo is None:  # SQLite returns naive UTC from an aggregate
+        oldest_due = oldest_due.replace(tzinfo=dt.timezone.utc)
+    return pending, max(0.0, (now - oldest_due).total_seconds())
 
 
 def run_once(database: Database, settings: Settings, *, worker: str, now: dt.datetime | None = None,

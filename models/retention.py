@@ -20,7 +20,7 @@ from sqlalchemy import delete, select
 
 from models.config import Settings
 from models.db import Database, utcnow
-from models import ingest_idempotency
+from models import ingest_idempotency, metrics
 from models.ingest_idempotency import IdempotencyRecord
 from models.outbox import Delivery, DeliveryAttempt
 
@@ -103,7 +103,10 @@ class RetentionJobs:
                 ran[name] = job()
             except Exception as exc:  # noqa: BLE001 - logged, retried at the next interval
                 log.warning("retention job %s failed: %s", name, exc)
+                metrics.RETENTION_RUNS.labels(name, "failed").inc()
                 continue
+            metrics.RETENTION_RUNS.labels(name, "ok").inc()
+            metrics.RETENTION_DELETED.labels(name).inc(ran[name])
             self.totals[name] += ran[name]
             if ran[name]:
                 log.info("retention: %s %d", name, ran[name])

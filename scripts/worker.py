@@ -9,7 +9,8 @@ same database: each delivery is leased to one worker at a time (see models/outbo
 The loop also settles chat cost reservations left by server workers that died
 (models/chat/reservations.py), every CHAT_SWEEP_SECONDS, and runs the retention jobs
 (models/retention.py: expired idempotency records, old delivered outbox rows) every
-RETENTION_INTERVAL_SECONDS.
+RETENTION_INTERVAL_SECONDS. With WORKER_METRICS_BIND (host:port) it serves its metrics
+there in the Prometheus format.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import threading
 import time
 
 from models.config import Settings
-from models import outbox
+from models import metrics, outbox
 from models.retention import RetentionJobs, RetentionPolicy
 from models.chat import reservations
 from models.chat.config import ChatConfig
@@ -57,6 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     policy = outbox.RetryPolicy(args.max_attempts, args.backoff, args.backoff_cap)
     database = Database(settings.database_url, pool_size=2, max_overflow=0)
+    metrics_bind = os.environ.get("WORKER_METRICS_BIND", "").strip()
+    if metrics_bind and not args.once:
+        try:  # attempts by result, retention, outbox depth (models/metrics.py)
+            metrics.serve(metrics_bind, metrics.OutboxCollector(database))
+        except (ValueError, OSError) as exc:
+            print(f"scripts/worker: cannot serve metrics on WORKER_METRICS_BIND={metrics_bind}: {exc}",
+                  file=sys.stderr)
+            return 2
     retention = RetentionJobs(database, RetentionPolicy.from_settings(settings))
     counts = {"attempted": 0, "delivered": 0, "failed_attempts": 0, "reservations_settled": 0}
 

@@ -5,6 +5,18 @@ Counters are per process without REDIS_URL, hence one worker by default then.
 """
 import multiprocessing
 import os
+import shutil
+import tempfile
+
+# Metrics (models/metrics.py): the workers write samples to files in one directory, the
+# master serves their sum on METRICS_BIND. The directory must be set before anything
+# imports prometheus-client, and emptied: an earlier run's samples would be summed in.
+METRICS_BIND = os.environ.get("METRICS_BIND", "").strip()
+if METRICS_BIND:
+    _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="contract-metrics-")
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    os.makedirs(_metrics_dir)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 # uvicorn's worker with head limits and deadlines, no `server` banner (http_protocol.py).
@@ -25,6 +37,25 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 control_socket_disable = True
 
 
+def on_starting(server):
+    """In the master, before it binds: a METRICS_BIND that cannot serve stops start-up with
+    the reason, instead of a server without the metrics it was asked for."""
+    if not METRICS_BIND:
+        return
+    from models import metrics
+    from models.config import Settings
+    from models.db import Database
+
+    settings = Settings.from_env()
+    # Outbox depth is read from the database at scrape time (a pool of one connection).
+    database = Database(settings.database_url, pool_size=1, max_overflow=0)
+    try:
+        metrics.serve(METRICS_BIND, metrics.OutboxCollector(database))
+    except (ValueError, OSError) as exc:
+        server.log.error("cannot serve metrics on METRICS_BIND=%s: %s", METRICS_BIND, exc)
+        raise SystemExit(f"METRICS_BIND: {exc}") from None
+
+
 def when_ready(server):
     """Once, in the master: warns when the workers' pools could exceed PostgreSQL's
     max_connections."""
@@ -40,6 +71,14 @@ def when_ready(server):
         database.dispose()
     if warning:
         server.log.warning("connection budget: %s", warning)
+
+
+def child_exit(server, worker):
+    # A dead worker's live gauges (open streams, pool use) stop counting.
+    if METRICS_BIND:
+        from models import metrics
+
+        metrics.process_died(worker.pid)
 
 
 def post_worker_init(worker):
