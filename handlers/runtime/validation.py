@@ -20,6 +20,7 @@ from connexion.validators import AbstractRequestBodyValidator, ParameterValidato
 from starlette.types import Scope
 
 from handlers.runtime.errors import ApiError, RequestValidationFailed
+from handlers.runtime.routing import operation_of as routed
 from handlers.runtime.specs import ApiSpec, Operation
 
 
@@ -149,8 +150,8 @@ def collect_errors(validator, instance, limit: int = 50) -> dict[str, list[str]]
 
 
 def operation_of(api: ApiSpec, scope: Scope) -> Operation | None:
-    # connexion's routing context carries the resolved handler name, not the operationId.
-    return api.match(scope["method"], scope["path"])
+    """The operation connexion routed the request to (handlers/runtime/routing.py)."""
+    return routed(scope)
 
 
 def check_envelope(operation: Operation, body: t.Any) -> None:
@@ -248,7 +249,7 @@ def parameter_validator_for(api: ApiSpec) -> type[ParameterValidator]:
         `x-pagination.parameter`, which the published contract cannot carry)."""
 
         def validate(self, scope):
-            self._operation = api.match(scope["method"], scope["path"])
+            self._operation = routed(scope)
             super().validate(scope)
 
         def validate_request(self, request):
