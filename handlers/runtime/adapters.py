@@ -7,8 +7,7 @@ this module when one breaks, so that widening a pin in setup.cfg is a matter of 
 that test. (handlers/runtime/http_protocol.py subclasses uvicorn's httptools protocol;
 its assumptions are checked by the same test.)
 
-- connexion: the routing result in the scope (`ROUTING_CONTEXT`), an operation's spec
-  object (`_operation`), and the ASGI bridge of `FlaskApp` (`_middleware_app.asgi_app`).
+- connexion: the routing result in the scope (`ROUTING_CONTEXT`) and the ASGI bridge of `FlaskApp` (`_middleware_app.asgi_app`).
 - a2wsgi: `WSGIResponder`'s `send`/`sender`/`loop`/`send_queue` (QueuedWSGIResponder).
 """
 from __future__ import annotations
@@ -29,11 +28,6 @@ def routed_operation_id(scope: dict) -> str | None:
     gave the operation); None before routing or when no operation matched."""
     routing = scope.get("extensions", {}).get(ROUTING_CONTEXT)
     return routing.get("operation_id") if routing else None
-
-
-def spec_operation_of(operation) -> dict:
-    """The OpenAPI operation object a connexion operation was built from."""
-    return operation._operation
 
 
 def install_wsgi_bridge(app, bridge) -> None:

@@ -168,17 +168,24 @@ class HandlerResolver(Resolver):
         self.runtime = runtime
 
     def resolve_operation_id(self, operation) -> str:
-        spec_operation = adapters.spec_operation_of(operation)
-        name = handler_name(self.api, spec_operation)
-        self.runtime.routes.add(name, self.api.operations[spec_operation["operationId"]])
-        return name
+        # During resolution, connexion's operation_id is the spec's operationId.
+        return operation_name(self.api.operations[operation.operation_id])
 
     def resolve_function_from_operation_id(self, operation_id: str):
-        pipeline = self.runtime.pipelines.get(operation_id)
-        if pipeline is None:
-            pipeline = self.runtime.pipelines[operation_id] = build_pipeline(
-                self.runtime.routes.by_name[operation_id], self.runtime, get_function_from_name(operation_id))
-        return pipeline
+        return self.runtime.pipelines[operation_id]
+
+
+def operation_name(operation: Operation) -> str:
+    return handler_name(operation.api, operation.source | {"operationId": operation.operation_id})
+
+
+def build_pipelines(runtime: Runtime) -> None:
+    """Every operation's pipeline, once, at start-up; and the names connexion routes to."""
+    for api in runtime.contracts:
+        for operation in api.operations.values():
+            name = operation_name(operation)
+            runtime.routes.add(name, operation)
+            runtime.pipelines[name] = build_pipeline(operation, runtime, get_function_from_name(name))
 
 
 def _error_handler(runtime: Runtime):
@@ -241,6 +248,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     adapters.install_wsgi_bridge(app, QueuedWSGIMiddleware(app.app.wsgi_app, workers=settings.wsgi_threads))
     # The composition root: the chat engine is built here and held by the runtime.
     runtime.chat_engine = build_chat_engine(runtime)
+    build_pipelines(runtime)
     app.app.extensions["runtime"] = runtime
     app.app.request_class = ParsedBodyRequest  # the body is parsed once, by the validator
     app.app.before_request(_only_operations_connexion_routed)

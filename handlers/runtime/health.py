@@ -22,7 +22,8 @@ class HealthMiddleware:
     def __init__(self, app: ASGIApp, *, runtime):
         self.app = app
         self.runtime = runtime
-        self.probe = runtime.contracts.alpinechat.match("GET", PATH)
+        self.probe = next(operation for operation in runtime.contracts.alpinechat.operations.values()
+                          if operation.method == "GET" and operation.path == PATH)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or operation_of(scope) is not self.probe or scope.get("query_string"):

@@ -283,7 +283,8 @@ def build_pipeline(operation: Operation, runtime: "Runtime", handler) -> Pipelin
     stages: list[Stage] = []
     if operation.required_scopes is not None:
         stages.append(Authenticate())
-    translate = foreign_key_translation(operation)
+    # A key's refusal, named as the operation documents it: only operations that take a key.
+    translate = foreign_key_translation(operation) if operation.required_scopes is not None else None
     if translate is not None:
         stages.append(DocumentedErrors(translate))
     policy = runtime.limit_policy(operation) if limited(operation) else None
