@@ -12,7 +12,9 @@ from connexion import context as request_context
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionResponse
-from connexion.middleware import MiddlewarePosition
+from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
+from connexion.middleware.response_validation import ResponseValidationMiddleware
+from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 from connexion.utils import get_function_from_name
@@ -27,6 +29,7 @@ from handlers.runtime.cors import ChatbotCorsMiddleware
 from handlers.runtime.docs import add_documentation
 from handlers.runtime.errors import ApiError, ErrorRenderer
 from handlers.runtime.health import HealthMiddleware
+from handlers.runtime.jsonifier import FastJsonifier
 from handlers.runtime.middleware import EdgeMiddleware, base_url_of, request_id_of
 from handlers.runtime.pipeline import Pipeline, build_pipeline
 from handlers.runtime.ratelimit import RateLimiter
@@ -153,6 +156,14 @@ def _is_ip(value: str) -> bool:
         return False
 
 
+# connexion's stack less two layers that would only cost: the Swagger UI layer (no console,
+# no spec served by it: handlers/runtime/docs.py serves both) routes every request through
+# a router of its own, and responses are not validated at run time (tests/api's response
+# oracle checks them).
+MIDDLEWARES = tuple(middleware for middleware in ConnexionMiddleware.default_middlewares
+                    if middleware not in (SwaggerUIMiddleware, ResponseValidationMiddleware))
+
+
 def handler_name(api: ApiSpec, operation: dict) -> str:
     """handlers.<api>.<first tag, snake_case>.<operationId, snake_case>"""
     return f"handlers.{api.name}.{snake_case(operation['tags'][0])}.{snake_case(operation['operationId'])}"
@@ -242,7 +253,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     # Each key's last use, written by a background thread at most once a minute, and at shutdown.
     key_usage = KeyUsage(database)
 
-    app = connexion.FlaskApp(__name__, lifespan=key_usage.flushed_at_shutdown)
+    app = connexion.FlaskApp(__name__, lifespan=key_usage.flushed_at_shutdown,
+                             middlewares=list(MIDDLEWARES))  # connexion adds ours to this list
     # connexion builds a2wsgi's bridge with its default 10 threads; this one is sized from
     # config and does not hold a thread while the loop sends the response.
     adapters.install_wsgi_bridge(app, QueuedWSGIMiddleware(app.app.wsgi_app, workers=settings.wsgi_threads))
@@ -259,6 +271,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         "alpinechat": AlpineChatAuth(database),
     }
     app.app.extensions["key_usage"] = key_usage
+    jsonifier = FastJsonifier()  # Flask's bytes, written by orjson
     for api in contracts:
         validator_map = {
             "parameter": parameter_validator_for(api),
@@ -276,6 +289,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             validate_responses=False,
             pythonic_params=True,
             swagger_ui_options=no_console,
+            jsonifier=jsonifier,
         )
 
     handle = _error_handler(runtime)

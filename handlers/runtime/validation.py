@@ -250,7 +250,16 @@ def parameter_validator_for(api: ApiSpec) -> type[ParameterValidator]:
 
         def validate(self, scope):
             self._operation = routed(scope)
+            if not scope.get("query_string") and not self._checks_without_query():
+                return  # nothing to check (the authenticated ping): no request object built
             super().validate(scope)
+
+        def _checks_without_query(self) -> bool:
+            """Something to check even without a query string: path, header or cookie
+            parameters, or a required query parameter."""
+            parameters = self.parameters
+            return bool(parameters.get("path") or parameters.get("header") or parameters.get("cookie")
+                        or any(p.get("required") for p in parameters.get("query", ())))
 
         def validate_request(self, request):
             errors: dict[str, list[str]] = {}

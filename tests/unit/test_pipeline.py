@@ -120,3 +120,17 @@ def test_later_layers_read_the_routed_operation(app):
     ping = runtime.contracts.wepeople.operations["ping"]
     routed = [name for name, operation in runtime.routes.by_name.items() if operation is ping]
     assert routed == ["handlers.wepeople.ingest.ping"]
+
+
+def test_each_app_has_its_own_middleware_stack(app, settings, database):
+    """connexion inserts added middlewares into the list it is given: a shared list
+    stacked every app's layers into the next app (two edges, two request ids)."""
+    from connexion.middleware.swagger_ui import SwaggerUIMiddleware
+
+    from handlers.runtime.app import create_app
+
+    other = create_app(settings, database=database)
+    layers = [getattr(m, "func", m) for m in other.middleware.middlewares]
+    assert layers == [getattr(m, "func", m) for m in app.middleware.middlewares]
+    assert len(layers) == len(set(layers))
+    assert SwaggerUIMiddleware not in layers  # no console: its router would only cost
