@@ -61,6 +61,7 @@ class ChatbotCorsMiddleware:
                 methods.setdefault(operation.path, set()).add(operation.method)
         self.methods = {id(operation): methods[operation.path]
                         for operation in contracts.alpinechat.operations.values() if cors_enabled(operation)}
+        self.cors_methods = sorted({method for found in methods.values() for method in found})
 
     def _allowed_origins(self, slug: str) -> list[str] | None:
         """The chatbot's origins; None when there is no active chatbot of that slug."""
@@ -104,15 +105,28 @@ class ChatbotCorsMiddleware:
     async def _preflight(self, scope: Scope, receive: Receive, send: Send, origin: str, requested: str) -> None:
         state = scope["state"]
         state[PREFLIGHT] = "OPTIONS"
-        routed = dict(scope)
-        routed["method"] = requested
-        await self.app(routed, receive, send)
-        if PREFLIGHT_OPERATION not in state:
-            return  # the router answered (no such path or method)
-        operation = state.pop(PREFLIGHT_OPERATION)
+        # Routed as the method it asks about; a method the path does not have is answered
+        # as the preflight of the path's CORS methods (the browser then refuses the
+        # request). A path no operation has goes on as any OPTIONS request would.
+        answer: list[Message] = []
+        for method in (requested, *(m for m in self.cors_methods if m != requested)):
+            attempt = _Held()
+            await self.app({**scope, "method": method}, receive, attempt)
+            operation = state.pop(PREFLIGHT_OPERATION, None)
+            if operation is not None:
+                break
+            answer = answer or attempt.messages  # the router's 405 for this method
+        else:
+            del state[PREFLIGHT]
+            if not answer:
+                await self.app(scope, receive, send)
+                return
+            for message in answer:
+                await send(message)
+            return
         del state[PREFLIGHT]
         vary = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
-        if operation is None or id(operation) not in self.methods:
+        if id(operation) not in self.methods:
             # OPTIONS is no operation of this path, and it answers no cross-origin requests.
             api = self.contracts.for_path(scope["path"])
             allow = ", ".join(self.routes.allowed_methods(scope["path"]))
@@ -138,6 +152,16 @@ class ChatbotCorsMiddleware:
         await send({"type": "http.response.start", "status": 204,
                     "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]})
         await send({"type": "http.response.body", "body": b""})
+
+
+class _Held:
+    """An ASGI send that keeps what it is given."""
+
+    def __init__(self):
+        self.messages: list[Message] = []
+
+    async def __call__(self, message: Message) -> None:
+        self.messages.append(message)
 
 
 def _same_origin(origin: str, origins: list[str]) -> bool:
