@@ -1,10 +1,12 @@
 """AlpineChat operations tagged `Feedback`."""
 from __future__ import annotations
 
+from handlers.runtime.pipeline import RequestContext
 from models import alpinechat, backoffice
 
 
-def post_feedback(slug: str, body: dict, db):
+def post_feedback(ctx: RequestContext, slug: str, body: dict):
+    db = ctx.db
     # Public: the conversation (and message) must be this chatbot's, else 404.
     chatbot = alpinechat.require_active_chatbot(db, slug)
     feedback = backoffice.rate_message(db, chatbot, body["conversation_id"], body["rating"],

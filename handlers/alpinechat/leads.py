@@ -4,17 +4,20 @@ from __future__ import annotations
 from flask import request
 
 from handlers.runtime.errors import RequestValidationFailed
+from handlers.runtime.pipeline import RequestContext
 from models import alpinechat, backoffice
 
 
-def post_lead(slug: str, body: dict, db, principal: dict):
+def post_lead(ctx: RequestContext, slug: str, body: dict):
+    db, principal = ctx.db, ctx.principal
     # 5/h per IP x chatbot comes from the operation's x-rate-limit, before we run.
     chatbot = alpinechat.chatbot_for_principal(db, slug, principal)
     lead = backoffice.create_lead(db, chatbot, body)
     return {"id": str(lead.id), "created_at": backoffice.lead_dict(lead)["created_at"]}, 201
 
 
-def get_leads(slug: str, db, principal: dict, limit: int = 50):
+def get_leads(ctx: RequestContext, slug: str, limit: int = 50):
+    db, principal = ctx.db, ctx.principal
     chatbot = alpinechat.chatbot_for_principal(db, slug, principal)
     # `cursor` is not a declared parameter (the published contract has none); the
     # operation's x-pagination describes it, and undeclared query parameters reach us.

@@ -1,17 +1,17 @@
 """AlpineChat operations tagged `System`: health probe and authenticated ping."""
 from __future__ import annotations
 
-from flask import current_app
-
+from handlers.runtime.pipeline import RequestContext
 from models import health
 
 
-def get_healthz(redis):
+def get_healthz(ctx: RequestContext):
     # Usually answered on the event loop (handlers/runtime/health.py); this is the same
     # bounded report for requests that reach Flask.
-    report = health.PROBE.report(current_app.extensions["runtime"].database, redis)
+    report = health.PROBE.report(ctx.database, ctx.redis)
     return report, (200 if report["status"] == "ok" else 503)
 
 
-def get_ping(principal: dict):
+def get_ping(ctx: RequestContext):
+    principal = ctx.principal
     return {"ok": True, "tenant": principal["tenant_id"], "scopes": principal["scopes"]}

@@ -3,43 +3,61 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import ipaddress
 import logging
 
 import connexion
 import werkzeug.exceptions
 from connexion import context as request_context
+from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionResponse
-from connexion.middleware import MiddlewarePosition
+from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
+from connexion.middleware.response_validation import ResponseValidationMiddleware
+from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
-from connexion.datastructures import MediaTypeDict
 from connexion.resolver import Resolver
 from connexion.utils import get_function_from_name
-from flask import Response, abort, make_response
+from flask import abort
 from flask import request as flask_request
 from starlette.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
-from models.config import Settings
+from handlers.runtime import adapters
+from handlers.runtime.adapters import QueuedWSGIMiddleware
 from handlers.runtime.cors import ChatbotCorsMiddleware
 from handlers.runtime.docs import add_documentation
-from handlers.runtime.documented import foreign_key_translation
 from handlers.runtime.errors import ApiError, ErrorRenderer
 from handlers.runtime.health import HealthMiddleware
-from handlers.runtime.idempotency import Idempotency
-from handlers.runtime.ratelimit import RateLimiter
+from handlers.runtime.jsonifier import FastJsonifier
 from handlers.runtime.middleware import EdgeMiddleware, base_url_of, request_id_of
-from handlers.runtime.security import AlpineChatAuth, VerifiedKeys, WePeopleAuth, bearer_handler
-from models.key_usage import KeyUsage
-from handlers.runtime.sse import ChatStreamMiddleware
-from handlers.runtime.specs import ApiSpec, Contracts, Operation, load_contracts, snake_case
-from handlers.runtime.validation import ParsedBodyRequest, body_validator_for, parameter_validator_for
-from handlers.runtime.wsgi_bridge import QueuedWSGIMiddleware
+from handlers.runtime.pipeline import Pipeline, build_pipeline
+from handlers.runtime.ratelimit import RateLimiter
+from handlers.runtime.routing import PREFLIGHT, RoutedOperationMiddleware, Routes
+from handlers.runtime.security import (
+    AlpineChatAuth,
+    VerifiedKeys,
+    WePeopleAuth,
+    bearer_handler,
+)
+from handlers.runtime.specs import (
+    ApiSpec,
+    Contracts,
+    Operation,
+    load_contracts,
+    snake_case,
+)
+from handlers.runtime.sse import ChatStreamMiddleware, build_chat_engine
+from handlers.runtime.validation import (
+    ParsedBodyRequest,
+    body_validator_for,
+    parameter_validator_for,
+)
 from handlers.widget import add_widget_routes
+from models.chat.turn import ChatEngine
+from models.config import Settings
 from models.db import Database
-from models.errors import DomainError
+from models.key_usage import KeyUsage
 from models.migrate import ensure_sqlite_parent
 
 log = logging.getLogger("app")
@@ -60,6 +78,12 @@ class Runtime:
         # The health probe pings the limiter's Redis: bounded timeouts, and while Redis is
         # down (limits then count in memory) it answers at once.
         self.redis = self.limiter.redis
+        # Filled at start-up by the resolvers: the operation connexion routes to, by name,
+        # and each operation's pipeline.
+        self.routes = Routes(contracts)
+        self.pipelines: dict[str, Pipeline] = {}
+        # Built by the composition root (create_app); tests replace it (sse.configure_chat).
+        self.chat_engine: ChatEngine | None = None
 
     def limit_policy(self, operation: Operation):
         """The spec's rate limits for one operation, as a function of the request:
@@ -132,129 +156,65 @@ def _is_ip(value: str) -> bool:
         return False
 
 
+# connexion's stack less two layers that would only cost: the Swagger UI layer (no console,
+# no spec served by it: handlers/runtime/docs.py serves both) routes every request through
+# a router of its own, and responses are not validated at run time (tests/api's response
+# oracle checks them).
+MIDDLEWARES = tuple(middleware for middleware in ConnexionMiddleware.default_middlewares
+                    if middleware not in (SwaggerUIMiddleware, ResponseValidationMiddleware))
+
+
 def handler_name(api: ApiSpec, operation: dict) -> str:
     """handlers.<api>.<first tag, snake_case>.<operationId, snake_case>"""
     return f"handlers.{api.name}.{snake_case(operation['tags'][0])}.{snake_case(operation['operationId'])}"
 
 
 class HandlerResolver(Resolver):
-    """Resolves each operation to its handler and wraps it in the request's unit of
-    work: one session, committed when the handler returns, rolled back when it raises.
-    Handlers ask by parameter name for `db`, `principal`, `request_id`, `client_ip`,
-    `redis`, `settings`, `contract` (their API's spec) or `rate_limit` (the limit
-    decision, handed over instead of a 429 for operations that document none)."""
+    """Resolves each operation to its handler wrapped in the operation's pipeline
+    (handlers/runtime/pipeline.py), built here, once, from the spec."""
 
     def __init__(self, api: ApiSpec, runtime: Runtime):
         super().__init__()
         self.api = api
         self.runtime = runtime
-        self._operations: dict[str, Operation] = {}
 
     def resolve_operation_id(self, operation) -> str:
-        name = handler_name(self.api, operation._operation)
-        self._operations[name] = self.api.operations[operation._operation["operationId"]]
-        return name
+        # During resolution, connexion's operation_id is the spec's operationId.
+        return operation_name(self.api.operations[operation.operation_id])
 
     def resolve_function_from_operation_id(self, operation_id: str):
-        return self.wrap(get_function_from_name(operation_id), self._operations[operation_id])
-
-    def wrap(self, handler, operation: Operation):
-        wanted = set(inspect.signature(handler).parameters)
-        runtime = self.runtime
-        cache_control = operation.source.get("x-cache-control")
-        # Refused only where the contract says so: an operation whose responses list no 429
-        # is not limited (WePeople's ping), unless its handler expresses a refusal its own
-        # way (the chat stream's error event).
-        documented = {str(code).upper() for code in operation.source.get("responses", {})}
-        limited = bool(documented & {"429", "4XX", "DEFAULT"}) or "rate_limit" in wanted
-        limit_policy = runtime.limit_policy(operation) if limited else None
-        idempotency = Idempotency.for_operation(runtime.database, operation)
-        as_documented = foreign_key_translation(operation)
-
-        @functools.wraps(handler)
-        def unit_of_work(*args, **kwargs):
-            scope = request_context.scope
-            principal = request_context.context.get("token_info")
-            client_ip = runtime.client_ip(scope)
-            decision = limit_policy(principal, client_ip, kwargs) if limit_policy else None
-            if decision is not None and not decision.allowed and "rate_limit" not in wanted:
-                raise runtime.rate_limited(operation, decision)
-            injected = {
-                "principal": principal,
-                "request_id": request_id_of(scope),
-                "client_ip": client_ip,
-                "redis": runtime.redis,
-                "rate_limit": decision,
-                "settings": runtime.settings,
-                "contract": operation.api,
-            }
-            kwargs.update({name: value for name, value in injected.items() if name in wanted})
-
-            def execute(before_commit=None):
-                # before_commit(session, result): idempotency stores the response in the same transaction.
-                if "db" not in wanted and before_commit is None:
-                    return handler(*args, **kwargs)
-                with runtime.database.unit_of_work() as session:
-                    if "db" in wanted:
-                        kwargs["db"] = session
-                    result = handler(*args, **kwargs)
-                    return before_commit(session, result) if before_commit else result
-
-            try:
-                result = idempotency.run(principal, kwargs.get("body"), execute) if idempotency else execute()
-            except DomainError as error:
-                if (decision is not None and operation.api is runtime.contracts.wepeople
-                        and runtime.renderer.status_for(operation.api, error.code) == 429):
-                    # A quota 429 from the domain carries X-RateLimit-* like every other 429.
-                    error.headers = {**decision.headers(), **error.headers}
-                if as_documented is not None:
-                    raise as_documented(error)
-                raise
-            if cache_control:
-                result = conditional(result, cache_control)
-            if decision is not None and operation.api is runtime.contracts.wepeople:
-                result = make_response(result)
-                if result.status_code < 300:
-                    result.headers.update(decision.headers())
-            return result
-
-        return unit_of_work
+        return self.runtime.pipelines[operation_id]
 
 
-def conditional(result, cache_control: str) -> Response:
-    """Spec-declared caching (`x-cache-control`): Cache-Control, a strong ETag over the
-    body, and 304 when the client's If-None-Match matches."""
-    response = make_response(result)
-    if response.status_code == 200:
-        response.headers["Cache-Control"] = cache_control
-        response.add_etag()
-        response.make_conditional(flask_request)
-    return response
+def operation_name(operation: Operation) -> str:
+    return handler_name(operation.api, operation.source | {"operationId": operation.operation_id})
+
+
+def build_pipelines(runtime: Runtime) -> None:
+    """Every operation's pipeline, once, at start-up; and the names connexion routes to."""
+    for api in runtime.contracts:
+        for operation in api.operations.values():
+            name = operation_name(operation)
+            runtime.routes.add(name, operation)
+            runtime.pipelines[name] = build_pipeline(operation, runtime, get_function_from_name(name))
 
 
 def _error_handler(runtime: Runtime):
     def handle(request, exc: Exception) -> ConnexionResponse:
         scope = request.scope
         api = runtime.contracts.for_path(scope["path"])
+        # A CORS preflight is routed as the method it asks about: its errors name OPTIONS.
+        method = scope.get("state", {}).get(PREFLIGHT) or scope["method"]
         status, headers, body = runtime.renderer.render(
             api, exc, request_id=request_id_of(scope), base_url=base_url_of(scope),
-            method=scope["method"], path=scope["path"],
+            method=method, path=scope["path"],
         )
         if status == 405:
-            headers.setdefault("Allow", ", ".join(_allowed_methods(runtime.contracts, scope["path"])))
+            headers.setdefault("Allow", ", ".join(runtime.routes.allowed_methods(scope["path"])))
         return ConnexionResponse(status_code=status, body=body, headers=headers,
                                  content_type="application/json", mimetype="application/json")
 
     return handle
-
-
-def _allowed_methods(contracts: Contracts, path: str) -> list[str]:
-    methods = set()
-    for api in contracts:
-        for operation in api.operations.values():
-            if operation.path_regex.match(path):
-                methods.add(operation.method)
-    return sorted(methods)
 
 
 def _flask_http_exception(exc: werkzeug.exceptions.HTTPException):
@@ -294,10 +254,14 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     # Each key's last use, written by a background thread at most once a minute, and at shutdown.
     key_usage = KeyUsage(database)
 
-    app = connexion.FlaskApp(__name__, lifespan=key_usage.flushed_at_shutdown)
+    app = connexion.FlaskApp(__name__, lifespan=key_usage.flushed_at_shutdown,
+                             middlewares=list(MIDDLEWARES))  # connexion adds ours to this list
     # connexion builds a2wsgi's bridge with its default 10 threads; this one is sized from
     # config and does not hold a thread while the loop sends the response.
-    app._middleware_app.asgi_app = QueuedWSGIMiddleware(app.app.wsgi_app, workers=settings.wsgi_threads)
+    adapters.install_wsgi_bridge(app, QueuedWSGIMiddleware(app.app.wsgi_app, workers=settings.wsgi_threads))
+    # The composition root: the chat engine is built here and held by the runtime.
+    runtime.chat_engine = build_chat_engine(runtime)
+    build_pipelines(runtime)
     app.app.extensions["runtime"] = runtime
     app.app.request_class = ParsedBodyRequest  # the body is parsed once, by the validator
     app.app.before_request(_only_operations_connexion_routed)
@@ -308,6 +272,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         "alpinechat": AlpineChatAuth(database),
     }
     app.app.extensions["key_usage"] = key_usage
+    jsonifier = FastJsonifier()  # Flask's bytes, written by orjson
     for api in contracts:
         validator_map = {
             "parameter": parameter_validator_for(api),
@@ -325,20 +290,26 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             validate_responses=False,
             pythonic_params=True,
             swagger_ui_options=no_console,
+            jsonifier=jsonifier,
         )
 
     handle = _error_handler(runtime)
     for exc_type in (ProblemException, HTTPException, Exception):
         app.add_error_handler(exc_type, handle)
+    # Outermost: request ids, screening, the body (cap, deadlines, codings); renders its own failures.
     app.add_middleware(EdgeMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
                        contracts=contracts, renderer=runtime.renderer, settings=settings)
-    # Inside the edge layer (responses get request ids), before routing (answers preflights).
+    # Outside exception handling (errors get CORS headers too); decides by the routed operation.
     app.add_middleware(ChatbotCorsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
-                       contracts=contracts, database=database, renderer=runtime.renderer)
-    # Inside exception handling, before routing: streams chat turns on the event loop.
-    app.add_middleware(ChatStreamMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, runtime=runtime)
+                       contracts=contracts, database=database, renderer=runtime.renderer, routes=runtime.routes)
+    # After connexion's router, which routes each request once: the operation it found,
+    # for every later stage (handlers/runtime/routing.py).
+    app.add_middleware(RoutedOperationMiddleware, position=MiddlewarePosition.BEFORE_SECURITY,
+                       routes=runtime.routes)
     # The health probe on the event loop: it needs no WSGI thread (all may be stuck in an outage).
-    app.add_middleware(HealthMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, runtime=runtime)
+    app.add_middleware(HealthMiddleware, position=MiddlewarePosition.BEFORE_SECURITY, runtime=runtime)
+    # Streams chat turns on the event loop.
+    app.add_middleware(ChatStreamMiddleware, position=MiddlewarePosition.BEFORE_SECURITY, runtime=runtime)
     add_documentation(app, contracts, settings.public_base_url)
     add_widget_routes(app, runtime)
     return app

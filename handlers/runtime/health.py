@@ -3,7 +3,8 @@
 A load balancer's probe must answer within a second throughout any outage. Through
 Flask it needs one of the WSGI threads, which requests stuck on a failing dependency
 can all hold; here it needs none: the report (models/health.py) is awaited with its
-deadline. Requests with a query string go on to the operation's Flask handler, which
+deadline. It sits after connexion's router and answers the operation the router found.
+Requests with a query string go on to the operation's Flask handler, which
 validates them as the contract says and gives the same report.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from handlers.runtime.routing import operation_of
 from models import health
 
 PATH = "/api/healthz"
@@ -20,10 +22,11 @@ class HealthMiddleware:
     def __init__(self, app: ASGIApp, *, runtime):
         self.app = app
         self.runtime = runtime
+        self.probe = next(operation for operation in runtime.contracts.alpinechat.operations.values()
+                          if operation.method == "GET" and operation.path == PATH)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "GET"
-                or scope.get("query_string")):
+        if scope["type"] != "http" or operation_of(scope) is not self.probe or scope.get("query_string"):
             await self.app(scope, receive, send)
             return
         report = await health.PROBE.report_async(self.runtime.database, self.runtime.redis)

@@ -15,15 +15,22 @@ import logging
 import re
 import uuid
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from handlers.runtime.body import (
-    BodyCorrupt, BodyDeadlines, BodyTimeout, BodyTooLarge, ClientGone, codings_of, read_body,
+    BodyCorrupt,
+    BodyDeadlines,
+    BodyTimeout,
+    BodyTooLarge,
+    ClientGone,
+    codings_of,
+    read_body,
 )
-from models.config import Settings
 from handlers.runtime.errors import ApiError, ErrorRenderer, RequestValidationFailed
+from handlers.runtime.routing import OPERATION
 from handlers.runtime.specs import Contracts
+from models.config import Settings
 
 log = logging.getLogger("edge")
 
@@ -36,6 +43,9 @@ EDGE_FRAMING_ERROR = "edge.framing_error"
 ALPINECHAT_EDGE_CODES = {404: "not_found", 408: "request_timeout", 413: "payload_too_large",
                          414: "uri_too_long", 415: "unsupported_media_type", 431: "headers_too_large"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Response headers the edge sets (replacing any the app set).
+_STAMPED = frozenset({b"x-request-id", b"x-content-type-options", b"x-api-version"})
+_NO_STORE_STAMPED = _STAMPED | {b"cache-control"}
 
 
 def new_request_id() -> str:
@@ -67,6 +77,9 @@ class EdgeMiddleware:
         self.renderer = renderer
         self.api_version = contracts.wepeople.source["info"].get("x-api-version", contracts.wepeople.version)
         self.deadlines = BodyDeadlines(total=settings.body_timeout, idle=settings.body_idle_timeout)
+        # What every response gets besides its request id (these names are set, not added).
+        self.stamp = [(b"x-content-type-options", b"nosniff")]
+        self.wepeople_stamp = [*self.stamp, (b"x-api-version", self.api_version.encode("latin-1"))]
 
     def _error(self, api, status: int, message: str, headers: dict[str, str] | None = None) -> ApiError:
         if status == 400:
@@ -85,26 +98,33 @@ class EdgeMiddleware:
         request_id = new_request_id()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        api = self.contracts.for_path(scope["path"])
-        operation = None if _CONTROL.search(scope["path"]) else api.match(scope["method"], scope["path"])
-        stamp = [("X-Request-Id", request_id), ("X-Content-Type-Options", "nosniff")]
-        if api is self.contracts.wepeople:
-            stamp.append(("X-API-Version", self.api_version))
-        if operation is not None and operation.source.get("x-personal-data"):
-            # Spec-declared: these answers hold personal data (leads, conversations).
-            stamp.append(("Cache-Control", "no-store"))
+        path = scope["path"]
+        api = self.contracts.for_path(path)
+        body_pending = _has_body(scope)
+        # connexion's router decides which operation runs (handlers/runtime/routing.py).
+        # The edge looks one up itself only for a body, whose cap and coding it must know
+        # before reading it, ahead of the router.
+        operation = (api.match(scope["method"], path) if body_pending and not _CONTROL.search(path)
+                     else None)
+        stamp = self.wepeople_stamp if api is self.contracts.wepeople else self.stamp
         started = False
 
         async def send_stamped(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                headers = MutableHeaders(scope=message)
-                for name, value in stamp:
-                    headers[name] = value
+                routed = state.get(OPERATION) or operation
+                no_store = routed is not None and routed.source.get("x-personal-data")
+                replaced = _NO_STORE_STAMPED if no_store else _STAMPED
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in replaced]
+                headers.append((b"x-request-id", request_id.encode()))
+                headers.extend(stamp)
+                if no_store:
+                    # Spec-declared: these answers hold personal data (leads, conversations).
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
             await send(message)
 
-        body_pending = _has_body(scope)
         try:
             refusal = self._screen(scope, api, operation)
             if refusal is not None:

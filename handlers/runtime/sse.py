@@ -24,9 +24,10 @@ import random
 
 import anyio
 import orjson
-from flask import Response, current_app
+from flask import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from handlers.runtime.routing import operation_of
 from handlers.runtime.shutdown import DRAIN
 from models.chat import reservations
 from models.chat.config import ChatConfig
@@ -45,22 +46,23 @@ SSE_HEADERS = [
 KEEPALIVE = b": keep-alive\n\n"
 
 
+def build_chat_engine(runtime, config: ChatConfig | None = None) -> ChatEngine:
+    """The process's chat engine, from the runtime's settings, the `CHAT_*` environment
+    (or `config`) and the spec's localized messages. Built by the composition root
+    (handlers/runtime/app.py create_app) and held by the runtime."""
+    return ChatEngine(runtime.database, runtime.settings, config or ChatConfig.from_env(),
+                      Localizer(localized_messages(runtime)))
+
+
 def engine_for(runtime) -> ChatEngine:
-    """The process's chat engine, built on first use from the runtime's settings, the
-    `CHAT_*` environment and the spec's localized messages."""
-    engine = runtime.__dict__.get("chat_engine")
-    if engine is None:
-        engine = runtime.__dict__["chat_engine"] = ChatEngine(
-            runtime.database, runtime.settings, ChatConfig.from_env(), Localizer(localized_messages(runtime)))
-    return engine
+    return runtime.chat_engine
 
 
 def configure_chat(app, config: ChatConfig) -> ChatEngine:
     """Replaces the chat engine's configuration (tests, embedding)."""
     runtime = app.app.extensions["runtime"]
-    runtime.__dict__["chat_engine"] = ChatEngine(runtime.database, runtime.settings, config,
-                                                 Localizer(localized_messages(runtime)))
-    return runtime.__dict__["chat_engine"]
+    runtime.chat_engine = build_chat_engine(runtime, config)
+    return runtime.chat_engine
 
 
 def localized_messages(runtime) -> dict[str, dict[str, str]]:
@@ -68,16 +70,10 @@ def localized_messages(runtime) -> dict[str, dict[str, str]]:
     return schema["properties"]["message"].get("x-localized", {})
 
 
-def chat_engine() -> ChatEngine:
-    return engine_for(current_app.extensions["runtime"])
-
-
-def event_stream(turn: Turn) -> Response:
+def event_stream(scope, turn: Turn) -> Response:
     """Hands the turn to `ChatStreamMiddleware` (same request scope) and returns the
     marker response it replaces."""
-    from connexion import context
-
-    context.scope.setdefault("state", {})[STATE_KEY] = turn
+    scope.setdefault("state", {})[STATE_KEY] = turn
     return Response(b"", status=200, headers={MARKER_HEADER: "1"})
 
 
@@ -101,17 +97,27 @@ def stream_headers(turn: Turn) -> list[tuple[bytes, bytes]]:
     return headers
 
 
+def streams(operation) -> bool:
+    """The operation answers `text/event-stream` (the chat turn)."""
+    return any("text/event-stream" in (response.get("content") or {})
+               for response in operation.source.get("responses", {}).values() if isinstance(response, dict))
+
+
 class ChatStreamMiddleware:
+    """After connexion's router: intercepts the operations that answer a stream."""
+
     def __init__(self, app: ASGIApp, runtime):
         self.app = app
         self.runtime = runtime
+        self.streaming = {id(operation) for api in runtime.contracts for operation in api.operations.values()
+                          if streams(operation)}
         self._sweeper: asyncio.Task | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self.app(scope, self._closing_upstream_on_shutdown(receive), send)
             return
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith("/api/chat/"):
+        if scope["type"] != "http" or id(operation_of(scope)) not in self.streaming:
             await self.app(scope, receive, send)
             return
         intercepted = False
@@ -141,7 +147,7 @@ class ChatStreamMiddleware:
             if message["type"] == "lifespan.shutdown":
                 if self._sweeper is not None:
                     self._sweeper.cancel()
-                engine = self.runtime.__dict__.get("chat_engine")
+                engine = self.runtime.chat_engine
                 if engine is not None:
                     try:
                         await engine.providers.aclose()

@@ -21,6 +21,7 @@ from starlette.types import Scope
 
 from handlers.runtime.errors import ApiError, RequestValidationFailed
 from handlers.runtime.openapi_translate import resolve_ref
+from handlers.runtime.routing import operation_of as routed
 from handlers.runtime.specs import ApiSpec, Operation
 
 
@@ -150,8 +151,8 @@ def collect_errors(validator, instance, limit: int = 50) -> dict[str, list[str]]
 
 
 def operation_of(api: ApiSpec, scope: Scope) -> Operation | None:
-    # connexion's routing context carries the resolved handler name, not the operationId.
-    return api.match(scope["method"], scope["path"])
+    """The operation connexion routed the request to (handlers/runtime/routing.py)."""
+    return routed(scope)
 
 
 def check_envelope(operation: Operation, body: t.Any) -> None:
@@ -248,8 +249,17 @@ def parameter_validator_for(api: ApiSpec) -> type[ParameterValidator]:
         `x-pagination.parameter`, which the published contract cannot carry)."""
 
         def validate(self, scope):
-            self._operation = api.match(scope["method"], scope["path"])
+            self._operation = routed(scope)
+            if not scope.get("query_string") and not self._checks_without_query():
+                return  # nothing to check (the authenticated ping): no request object built
             super().validate(scope)
+
+        def _checks_without_query(self) -> bool:
+            """Something to check even without a query string: path, header or cookie
+            parameters, or a required query parameter."""
+            parameters = self.parameters
+            return bool(parameters.get("path") or parameters.get("header") or parameters.get("cookie")
+                        or any(p.get("required") for p in parameters.get("query", ())))
 
         def validate_request(self, request):
             errors: dict[str, list[str]] = {}

@@ -5,6 +5,7 @@ import functools
 
 from flask import Response
 
+from handlers.runtime.pipeline import RequestContext
 from handlers.runtime.specs import ApiSpec, compile_schema
 from handlers.runtime.validation import TOO_DEEP, field_of, schema_errors
 from models.ingest import service
@@ -12,7 +13,8 @@ from models.ingest.encoding import to_json
 from models.ingest.rules import IngestRules, Rejection
 
 
-def ping(principal: dict):
+def ping(ctx: RequestContext):
+    principal = ctx.principal
     return {
         "ok": True,
         "organizationId": principal["organization_id"],
@@ -79,7 +81,8 @@ def _json(body: dict, status: int) -> Response:
     return Response(to_json(body)[0], status=status, mimetype="application/json")
 
 
-def ingest_events(body: dict, principal: dict, db, request_id: str, contract: ApiSpec):
+def ingest_events(ctx: RequestContext, body: dict):
+    principal, db, request_id, contract = ctx.principal, ctx.db, ctx.request_id, ctx.contract
     spec = _contract(contract)
     events = body["events"]  # the envelope was checked before the handler runs
     result = service.ingest_events(db, principal=principal, events=events,
@@ -94,7 +97,8 @@ def ingest_events(body: dict, principal: dict, db, request_id: str, contract: Ap
     }, 207 if result.rejected else 202)
 
 
-def ingest_snapshot(body: dict, principal: dict, db, request_id: str, contract: ApiSpec):
+def ingest_snapshot(ctx: RequestContext, body: dict):
+    principal, db, request_id, contract = ctx.principal, ctx.db, ctx.request_id, ctx.contract
     worker = service.ingest_snapshot(db, principal=principal, snapshot=body, rules=_contract(contract).rules,
                                      request_id=request_id)
     return _json({"requestId": request_id, "ok": True, "snapshotType": body["snapshotType"], "worker": worker}, 202)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from handlers.runtime import openapi_translate
+from handlers.runtime import adapters, openapi_translate
 from handlers.runtime.app import Runtime, create_app, handler_name
 from models.config import ROOT, Settings
 from handlers.runtime.ratelimit import RateLimiter
@@ -70,7 +70,7 @@ def test_rate_limiter_counts_and_reports():
 
 def test_wsgi_pool_is_sized_from_settings():
     app = create_app(Settings.from_env({"WSGI_THREADS": "32"}, database_url="sqlite://"))
-    assert app._middleware_app.asgi_app.executor._max_workers == 32
+    assert adapters.wsgi_bridge_of(app).executor._max_workers == 32
 
 
 def test_open_file_limit_is_raised_to_the_hard_limit():

@@ -89,3 +89,15 @@ def test_back_office_endpoints_do_not_answer_cors(client, make_bot):
     assert response.status_code == 405 and "access-control-allow-origin" not in response.headers
     response = client.get(f"/api/leads/{bot.slug}", headers={**bot.headers, "Origin": ORIGIN})
     assert response.status_code == 200 and "access-control-allow-origin" not in response.headers
+
+
+def test_preflight_for_a_method_the_path_lacks_answers_for_its_cors_methods(client, make_bot):
+    """A preflight is routed as the method it asks about; a method the path does not
+    have gets the path's own preflight (the browser then refuses the request)."""
+    bot = make_bot(allowed_origins=[ORIGIN])
+    response = preflight(client, f"/api/chat/{bot.slug}", ORIGIN, "DELETE")
+    assert response.status_code == 204
+    assert "DELETE" not in response.headers["access-control-allow-methods"]
+    assert "POST" in response.headers["access-control-allow-methods"]
+    assert preflight(client, f"/api/chat/{bot.slug}", "https://evil.example", "DELETE").status_code == 403
+    assert preflight(client, "/api/no-such-path/x", ORIGIN).status_code == 404
