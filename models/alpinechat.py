@@ -9,14 +9,15 @@ import copy
 import datetime as dt
 import secrets
 import uuid
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, ForeignKey, Numeric, String, bindparam, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, validates
 
-from models.errors import DomainError
 from models.db import Base, CreatedAt, Slug, Str200, UUIDPk
+from models.errors import DomainError
 from models.keys import ALPINECHAT_KEY_PREFIX, find_active_key_row, issue_key, revoke
 
 LANGUAGES = ("de", "en", "it")

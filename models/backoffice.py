@@ -99,7 +99,7 @@ class TelemetryBeacon(Base):
 
 
 def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_uuid(value: str | None) -> uuid.UUID | None:

@@ -86,7 +86,7 @@ class Settings:
     demo_widget_key: str | None = None
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
+    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> Settings:
         env = dict(os.environ if env is None else env)
         values = dict(
             database_url=env.get("DATABASE_URL") or default_database_url(),

@@ -36,7 +36,7 @@ class Conversation(Base):
     # UPDATE ... RETURNING, whose row lock orders concurrent turns of one conversation.
     last_seq: Mapped[int] = mapped_column(default=0, server_default="0")
 
-    messages: Mapped[list["Message"]] = relationship(
+    messages: Mapped[list[Message]] = relationship(
         back_populates="conversation", order_by="Message.seq", cascade="all, delete-orphan"
     )
 

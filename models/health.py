@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from models import outage
 from models.db import Database, utcnow

@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 import anyio
 from sqlalchemy import or_, update
@@ -96,7 +96,7 @@ class KeyUsage:
                         )
                         if result.rowcount:
                             written[(api, key_id)] = seen
-            except Exception:  # noqa: BLE001 - a background writer must survive an outage
+            except Exception:
                 log.warning("could not record key use; retrying in %ss", self.interval, exc_info=True)
                 with self._lock:
                     for key, seen in pending.items():

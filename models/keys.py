@@ -12,7 +12,6 @@ import secrets
 
 from models.db import Prepared, utcnow
 
-
 WEPEOPLE_KEY_PREFIX = "wp_live_"
 ALPINECHAT_KEY_PREFIX = "ac_live_"
 # Random characters kept in the display prefix: enough to tell keys apart.

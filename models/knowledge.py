@@ -17,11 +17,23 @@ import html.parser
 import re
 import threading
 import uuid
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import (BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, bindparam, delete, select,
-                        text)
 import Stemmer
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    bindparam,
+    delete,
+    select,
+    text,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.db import Base, CreatedAt, UUIDPk
@@ -48,7 +60,7 @@ class KnowledgeDocument(Base):
     content_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[CreatedAt]
 
-    passages: Mapped[list["KnowledgePassage"]] = relationship(
+    passages: Mapped[list[KnowledgePassage]] = relationship(
         back_populates="document", cascade="all, delete-orphan", passive_deletes=True,
         order_by="KnowledgePassage.seq")
 
@@ -221,7 +233,7 @@ def split_passages(body: str, limit: int = PASSAGE_CHARS) -> list[str]:
             current = f"{heading}\n\n{block}" if heading else block
         else:
             current = candidate
-    if current and current != heading or (current and not passages):
+    if (current and current != heading) or (current and not passages):
         passages.append(current)
     return passages
 

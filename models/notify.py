@@ -110,7 +110,7 @@ def send_webhook(url: str, secret: str, msg_id: str, payload: dict[str, Any], se
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     # Signed at each attempt: receivers reject stale timestamps; the id stays the same.
     headers = {
-        **sign(secret, msg_id, dt.datetime.now(dt.timezone.utc), body),
+        **sign(secret, msg_id, dt.datetime.now(dt.UTC), body),
         "content-type": "application/json",
         "user-agent": USER_AGENT,
         "host": urlsplit(url).netloc.rpartition("@")[2],

@@ -23,15 +23,16 @@ import datetime as dt
 import logging
 import threading
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, Text, case, func, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from models.config import Settings
 from models import metrics
 from models import notify as sender
 from models.alpinechat import Chatbot, ensure_webhook_secret
+from models.config import Settings
 from models.db import Base, CreatedAt, Database, UUIDPk, utcnow
 
 log = logging.getLogger("outbox")
@@ -73,7 +74,7 @@ class Delivery(Base):
     created_at: Mapped[CreatedAt]
     delivered_at: Mapped[dt.datetime | None]
 
-    attempt_log: Mapped[list["DeliveryAttempt"]] = relationship(
+    attempt_log: Mapped[list[DeliveryAttempt]] = relationship(
         back_populates="delivery", order_by="DeliveryAttempt.number", cascade="all, delete-orphan")
 
     @property
@@ -104,7 +105,7 @@ class DeliveryAttempt(Base):
 
 
 def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def notify(session: Session, chatbot: Chatbot, event_type: str, data: dict[str, Any], *,
@@ -185,7 +186,7 @@ class LeaseKeeper:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="outbox-leases", daemon=True)
 
-    def __enter__(self) -> "LeaseKeeper":
+    def __enter__(self) -> LeaseKeeper:
         self._thread.start()
         return self
 
@@ -331,7 +332,7 @@ def due_summary(database: Database, now: dt.datetime | None = None) -> tuple[int
     if oldest_due is None:
         return pending, 0.0
     if oldest_due.tzinfo is None:  # SQLite returns naive UTC from an aggregate
-        oldest_due = oldest_due.replace(tzinfo=dt.timezone.utc)
+        oldest_due = oldest_due.replace(tzinfo=dt.UTC)
     return pending, max(0.0, (now - oldest_due).total_seconds())
 
 

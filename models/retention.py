@@ -14,13 +14,13 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy import delete, select
 
+from models import ingest_idempotency, metrics
 from models.config import Settings
 from models.db import Database, utcnow
-from models import ingest_idempotency, metrics
 from models.ingest_idempotency import IdempotencyRecord
 from models.outbox import Delivery, DeliveryAttempt
 
@@ -37,7 +37,7 @@ class RetentionPolicy:
     outbox_keep_days: float = 30.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "RetentionPolicy":
+    def from_settings(cls, settings: Settings) -> RetentionPolicy:
         return cls(settings.retention_interval_seconds, settings.retention_batch_size, settings.outbox_keep_days)
 
 
@@ -101,7 +101,7 @@ class RetentionJobs:
         for name, job in jobs.items():
             try:
                 ran[name] = job()
-            except Exception as exc:  # noqa: BLE001 - logged, retried at the next interval
+            except Exception as exc:
                 log.warning("retention job %s failed: %s", name, exc)
                 metrics.RETENTION_RUNS.labels(name, "failed").inc()
                 continue

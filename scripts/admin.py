@@ -6,27 +6,29 @@ tables; `--json` prints the same data as JSON (a created key under "key").
 from __future__ import annotations
 
 import argparse
-import importlib
 import dataclasses
 import datetime as dt
+import importlib
 import json
 import os
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models.config import Settings
 from models import alpinechat, migrate, wepeople
+from models.config import Settings
 from models.db import Database
 from models.keys import masked
 from scripts import admin_refs as refs
 from scripts.admin_refs import CommandError
-from scripts.demo_keys import DEFAULT_FILE as DEMO_KEYS_FILE, DemoKeyStore
+from scripts.demo_keys import DEFAULT_FILE as DEMO_KEYS_FILE
+from scripts.demo_keys import DemoKeyStore
 
 KEY_WARNING = "Store the key now: it is shown only this once and cannot be recovered."
 

@@ -18,12 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
 
-from models.config import Settings
 from models import alpinechat, backoffice, migrate, outbox
+from models.config import Settings
 from models.db import Database
 from scripts.ports import free_port
-
-
 
 
 class _Ok(BaseHTTPRequestHandler):

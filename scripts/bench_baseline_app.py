@@ -39,7 +39,8 @@ import orjson
 import yaml
 from flask import Flask, Response, request
 
-from models import ingest, ingest_idempotency as records, wepeople
+from models import ingest, wepeople
+from models import ingest_idempotency as records
 from models.config import ROOT, Settings
 from models.db import Database
 from models.key_usage import KeyUsage

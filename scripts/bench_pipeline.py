@@ -37,13 +37,12 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 import uuid
 
 from scripts import benchlib
+from scripts.bench_ingest import make_batch
 from scripts.databases import throwaway_postgres
 from scripts.ports import free_port
-from scripts.bench_ingest import make_batch
 
 EVENTS_PATH = "/api/v1/ingest/events"
 PING_PATH = "/api/v1/ingest/ping"

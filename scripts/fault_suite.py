@@ -40,8 +40,9 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, text
@@ -256,7 +257,7 @@ class Server:
         self.pid = 0
         self.process: subprocess.Popen | None = None  # None for a master started by USR2
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         self.process = self.processes.start("gunicorn", [
             str(Path(sys.executable).with_name("gunicorn")), "-c", "handlers/runtime/gunicorn_conf.py",
             "--graceful-timeout", str(self.graceful), "--pid", str(self.pidfile), "handlers.runtime.asgi:app"],
@@ -265,7 +266,7 @@ class Server:
         self.wait_ready()
         return self
 
-    def upgrade(self) -> "Server":
+    def upgrade(self) -> Server:
         """gunicorn's zero-downtime deploy: USR2 starts a new master (and workers) on the
         same listening socket; both serve until the old master is told to stop. (A second
         server on SO_REUSEPORT would be handed connections before its workers accept.)"""
@@ -313,7 +314,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
+            def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 webhook_id = self.headers.get("webhook-id", "")
                 with receiver.lock:
@@ -400,7 +401,7 @@ class Stream:
 class Load:
     """Ingest clients, chat streams and the health probe of one fault's phase."""
 
-    def __init__(self, suite: "Suite", phase: str, retry_deadline: float):
+    def __init__(self, suite: Suite, phase: str, retry_deadline: float):
         self.suite, self.phase, self.retry_deadline = suite, phase, retry_deadline
         self.tag = f"{phase}.{uuid.uuid4().hex[:6]}"
         self.stop = threading.Event()
@@ -582,7 +583,7 @@ def timeline_line(timeline: list[tuple[float, Any]]) -> str:
 class Phase:
     """One fault: load, the fault, recovery, then the figures and the targets."""
 
-    def __init__(self, suite: "Suite", fault: str):
+    def __init__(self, suite: Suite, fault: str):
         self.suite, self.fault = suite, fault
         self.outage = 0.0
         self.kills: list[tuple[float, float]] = []  # (SIGKILL sent, process gone), wall times
@@ -692,7 +693,7 @@ class Phase:
             with suite.engine.connect() as connection:
                 return connection.execute(text(
                     "SELECT id, status, delivered_at FROM outbox_deliveries WHERE channel = 'webhook' "
-                    "AND created_at >= :since"), {"since": dt.datetime.fromtimestamp(since, dt.timezone.utc)}).all()
+                    "AND created_at >= :since"), {"since": dt.datetime.fromtimestamp(since, dt.UTC)}).all()
 
         deadline = time.monotonic() + OUTBOX_DEADLINE + 15
         rows = webhooks()

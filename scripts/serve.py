@@ -6,8 +6,8 @@ import argparse
 import os
 import sys
 
-from models.config import ROOT, Settings
 from models import migrate
+from models.config import ROOT, Settings
 
 
 def main(argv: list[str] | None = None) -> int:

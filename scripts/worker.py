@@ -24,12 +24,12 @@ import sys
 import threading
 import time
 
-from models.config import Settings
 from models import metrics, outbox
-from models.retention import RetentionJobs, RetentionPolicy
 from models.chat import reservations
 from models.chat.config import ChatConfig
+from models.config import Settings
 from models.db import Database
+from models.retention import RetentionJobs, RetentionPolicy
 
 log = logging.getLogger("worker")
 

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from models.config import Settings
 from models import alpinechat, migrate, wepeople
+from models.config import Settings
 from models.db import Database
 from scripts import databases
 

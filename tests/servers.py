@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 import time
-from typing import IO, Callable
+from collections.abc import Callable
+from typing import IO
 
 from models.config import ROOT
 from scripts.ports import free_port

@@ -42,7 +42,7 @@ def wsgi_bridge_of(app):
 # ── a2wsgi ───────────────────────────────────────────────────────────────────
 # Flask under the event loop: a2wsgi's bridge, with the response handed over in one
 # piece and without waiting.
-# 
+#
 # a2wsgi's worker thread hands each response message (status and headers, each body
 # chunk, the end) to the event loop separately and blocks until the loop has sent it. A
 # request thus held its pool thread for three turns of a busy loop after the handler had

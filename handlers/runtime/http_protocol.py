@@ -28,8 +28,8 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn_worker import UvicornWorker
 
-from models.config import Settings
 from handlers.runtime.middleware import EDGE_FRAMING_ERROR, EDGE_REFUSAL
+from models.config import Settings
 
 
 class EdgeHttpToolsProtocol(HttpToolsProtocol):
@@ -204,13 +204,13 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
         if url:  # the method was parsed before the target
             try:
                 method = self.parser.get_method().decode("ascii")
-            except Exception:  # noqa: BLE001 - unknown method
+            except Exception:
                 pass
         path = "/"
         try:
             raw = (httptools.parse_url(url).path or b"/") if url else b"/"
             path = urllib.parse.unquote(raw.decode("latin-1"), errors="replace")
-        except Exception:  # noqa: BLE001 - an unparseable target is answered at "/"
+        except Exception:
             raw = b"/"
         state = self.app_state.copy()
         state[EDGE_REFUSAL] = (status, message)

@@ -37,7 +37,8 @@ import threading
 import time
 import uuid
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import Response, make_response
 from flask import request as flask_request
@@ -111,7 +112,7 @@ class LeaseKeeper:
                 log.debug("lease renewal failed: %s", error)
 
 
-_keepers: "weakref.WeakKeyDictionary[Database, LeaseKeeper]" = weakref.WeakKeyDictionary()
+_keepers: weakref.WeakKeyDictionary[Database, LeaseKeeper] = weakref.WeakKeyDictionary()
 _keepers_lock = threading.Lock()
 
 
@@ -136,7 +137,7 @@ class Idempotency:
         self.poll_seconds = poll_seconds
 
     @classmethod
-    def for_operation(cls, database: Database, operation: Operation) -> "Idempotency | None":
+    def for_operation(cls, database: Database, operation: Operation) -> Idempotency | None:
         return cls(database, operation) if operation.source.get("x-idempotency") else None
 
     def run(self, principal: dict | None, body: Any, execute: Callable) -> Any:

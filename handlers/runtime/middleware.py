@@ -135,7 +135,7 @@ class EdgeMiddleware:
             await self.app(scope, receive, send_stamped)
         except ClientGone:
             return
-        except Exception as exc:  # noqa: BLE001 - every failure gets the API's shape
+        except Exception as exc:
             if started:
                 raise
             # An unread body leaves the connection unusable; so does a broken framing.

@@ -50,7 +50,7 @@ STREAM_EVENT = "stream-event"  # the handler gets the decision; its stream tells
 class RequestContext:
     """What a handler may know about its request, besides its parameters and body."""
 
-    runtime: "Runtime"
+    runtime: Runtime
     operation: Operation
     scope: dict
     principal: dict | None = None
@@ -128,7 +128,7 @@ class DocumentedErrors(Stage):
 class RateLimitHeaders(Stage):
     """WePeople's `X-RateLimit-*` on every success, and on quota 429s from the domain."""
 
-    def __init__(self, runtime: "Runtime", api: ApiSpec):
+    def __init__(self, runtime: Runtime, api: ApiSpec):
         self.renderer = runtime.renderer
         self.api = api
 
@@ -148,7 +148,7 @@ class RateLimitHeaders(Stage):
 
 
 class Limit(Stage):
-    def __init__(self, runtime: "Runtime", operation: Operation, policy, on_exceeded: str):
+    def __init__(self, runtime: Runtime, operation: Operation, policy, on_exceeded: str):
         self.runtime = runtime
         self.operation = operation
         self.policy = policy
@@ -229,7 +229,7 @@ class CallHandler:
 class Pipeline:
     """The callable connexion runs for one operation (in Flask's request context)."""
 
-    def __init__(self, runtime: "Runtime", operation: Operation, stages: list[Stage], handler):
+    def __init__(self, runtime: Runtime, operation: Operation, stages: list[Stage], handler):
         self.runtime = runtime
         self.operation = operation
         self.stages = stages
@@ -279,7 +279,7 @@ def on_exceeded(operation: Operation) -> str:
     return value
 
 
-def build_pipeline(operation: Operation, runtime: "Runtime", handler) -> Pipeline:
+def build_pipeline(operation: Operation, runtime: Runtime, handler) -> Pipeline:
     stages: list[Stage] = []
     if operation.required_scopes is not None:
         stages.append(Authenticate())

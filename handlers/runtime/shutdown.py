@@ -24,7 +24,7 @@ import logging
 import signal
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger("shutdown")
 

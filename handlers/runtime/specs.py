@@ -37,7 +37,7 @@ def compile_schema(schema: dict, document: dict) -> jsonschema_rs.Validator:
 
 @dataclasses.dataclass
 class Operation:
-    api: "ApiSpec"
+    api: ApiSpec
     operation_id: str
     method: str
     path: str

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from models.config import env_flag
 
@@ -27,7 +28,7 @@ class PriceTable:
     prices: dict[str, Price]
 
     @classmethod
-    def from_mapping(cls, raw: dict[str, Any]) -> "PriceTable":
+    def from_mapping(cls, raw: dict[str, Any]) -> PriceTable:
         prices = {}
         for model, entry in raw.items():
             if model.startswith("_"):
@@ -84,7 +85,7 @@ class ChatConfig:
         return self.reservation_stale_seconds or self.turn_timeout_seconds + 60.0
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "ChatConfig":
+    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> ChatConfig:
         env = dict(os.environ if env is None else env)
         if env.get("CHAT_PRICES"):
             raw = json.loads(env["CHAT_PRICES"])

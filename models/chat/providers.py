@@ -7,7 +7,8 @@ import asyncio
 import dataclasses
 import re
 import weakref
-from typing import Any, AsyncIterator, Protocol
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 import orjson
 
@@ -68,7 +69,7 @@ class OpenAIProvider:
 
     supports_tools = True
 
-    def __init__(self, clients: "UpstreamClients", name: str = "openai"):
+    def __init__(self, clients: UpstreamClients, name: str = "openai"):
         self.clients = clients
         self.name = name
 
@@ -273,7 +274,7 @@ class ProviderFactory:
             self.kind = "openai"
         else:
             self.kind = "extractive"
-        self._clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UpstreamClients]" = \
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UpstreamClients] = \
             weakref.WeakKeyDictionary()
 
     def model_for(self, chatbot_model: str | None) -> str:

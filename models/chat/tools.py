@@ -12,7 +12,8 @@ import dataclasses
 import json
 import logging
 import uuid
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 

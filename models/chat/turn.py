@@ -20,7 +20,8 @@ import json
 import logging
 import re
 import uuid
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 from sqlalchemy import bindparam, func, null, select, update
@@ -29,8 +30,7 @@ from sqlalchemy.orm import Session
 from models import alpinechat, conversations, knowledge
 from models.chat import tools
 from models.chat.config import ChatConfig, estimate_prompt_tokens, estimate_tokens
-from models.chat.providers import (Finish, ProviderFactory, ProviderRequest, TextDelta, ToolCall, UpstreamError,
-                                   Usage)
+from models.chat.providers import Finish, ProviderFactory, ProviderRequest, TextDelta, ToolCall, UpstreamError, Usage
 from models.conversations import Conversation, Message
 from models.db import Database, utcnow
 
@@ -214,7 +214,7 @@ class ChatEngine:
         kept.reverse()
         return kept
 
-    def turn(self, plan: TurnPlan) -> "Turn":
+    def turn(self, plan: TurnPlan) -> Turn:
         return Turn(self, plan)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import uuid
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import String, Uuid, any_, bindparam, or_, select
 from sqlalchemy.dialects import postgresql

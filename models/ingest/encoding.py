@@ -95,7 +95,7 @@ def copy_timestamp(raw: str, value: dt.datetime, minutes: int) -> str:
     if (1 < value.year < 9999 and -_PG_MAX_OFFSET_MINUTES <= minutes <= _PG_MAX_OFFSET_MINUTES
             and len(raw) - (20 if raw[-1] in "Zz" else 25) <= 7 and "," not in raw):
         return raw.upper()
-    return value.astimezone(dt.timezone.utc).isoformat()
+    return value.astimezone(dt.UTC).isoformat()
 
 
 def copy_text(value: Any) -> str:

@@ -22,7 +22,7 @@ def current_month(now: dt.datetime) -> str:
 
 def seconds_until_next_month(now: dt.datetime) -> int:
     year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
-    start = dt.datetime(year, month, 1, tzinfo=dt.timezone.utc)
+    start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
     return max(1, int((start - now).total_seconds()) + 1)
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
@@ -21,8 +22,15 @@ from models.ingest.actors import ActorRef, WorkerDirectory, actor_ref
 from models.ingest.encoding import copy_timestamp, echoed_now, has_nul, metadata_text, parse_timestamp, to_json
 from models.ingest.quota import charge, current_month, quota_exceeded, remaining_quota
 from models.ingest.rules import BatchResult, IngestRules, Rejection
-from models.ingest.tables import (EVENT, SNAPSHOT, IngestConnection, IngestUsage, WorkerSnapshot, connection_name,
-                                  insert_ignore)
+from models.ingest.tables import (
+    EVENT,
+    SNAPSHOT,
+    IngestConnection,
+    IngestUsage,
+    WorkerSnapshot,
+    connection_name,
+    insert_ignore,
+)
 from models.ingest.writer import EventWriter, copy_rows
 from models.wepeople import App
 
@@ -139,7 +147,7 @@ def ingest_events(
                 if postgres:
                     occurred_at, stamp = None, copy_timestamp(raw_timestamp, value, offset)
                 else:
-                    occurred_at, stamp = value.astimezone(dt.timezone.utc), None
+                    occurred_at, stamp = value.astimezone(dt.UTC), None
             except (ValueError, OverflowError) as exc:
                 rejected.append(Rejection(index, "invalid_body", f"timestamp {raw_timestamp!r} is not usable: {exc}."))
                 continue
@@ -217,7 +225,7 @@ def ingest_snapshot(
     else:
         try:
             value, offset = parse_timestamp(raw_timestamp)
-            occurred_at = value.astimezone(dt.timezone.utc)
+            occurred_at = value.astimezone(dt.UTC)
         except (ValueError, OverflowError) as exc:
             raise DomainError("invalid_body", f"timestamp {raw_timestamp!r} is not usable: {exc}.")
     payload = {"metrics": snapshot["metrics"]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session

@@ -3,9 +3,8 @@ openapi-core (tests/api/response_oracle.py), besides whatever the test itself as
 from __future__ import annotations
 
 import pytest
-from starlette.testclient import TestClient
-
 from response_oracle import ResponseOracle  # tests/api is on sys.path (rootdir-relative conftest)
+from starlette.testclient import TestClient
 
 ORACLE = ResponseOracle()
 

@@ -10,10 +10,15 @@ import shutil
 import pytest
 
 from handlers.runtime import openapi_translate
-from models.config import ROOT
-from handlers.runtime.errors import (ALPINECHAT_FALLBACK_CODES, WEPEOPLE_FALLBACK_CODES, ApiError, ErrorRenderer,
-                                     error_codes)
+from handlers.runtime.errors import (
+    ALPINECHAT_FALLBACK_CODES,
+    WEPEOPLE_FALLBACK_CODES,
+    ApiError,
+    ErrorRenderer,
+    error_codes,
+)
 from handlers.runtime.specs import load_contracts
+from models.config import ROOT
 from models.errors import DomainError
 
 

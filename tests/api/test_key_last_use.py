@@ -10,7 +10,7 @@ from models.key_usage import KeyUsage
 
 class Clock:
     def __init__(self):
-        self.now = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.timezone.utc)
+        self.now = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
 
     def __call__(self):
         return self.now
@@ -29,7 +29,7 @@ def _chat_last_used(database, key_id):
 def test_requests_record_the_last_use_after_a_flush(app, client, database, make_ingest_key, make_chatbot):
     ingest, bot = make_ingest_key(), make_chatbot()
     usage = app.app.extensions["key_usage"]
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     assert client.get("/api/v1/ingest/ping", headers=ingest.headers).status_code == 200
     assert client.get(f"/api/leads/{bot.slug}", headers=bot.headers).status_code == 200
     usage.flush()  # what the background thread does every minute

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
 from response_oracle import ResponseOracle, sse_data
 
 

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from models.config import ROOT, Settings
 from models import alpinechat
+from models.config import ROOT, Settings
 from scripts import admin_widget
 
 

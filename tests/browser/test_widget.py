@@ -27,11 +27,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from models.config import ROOT
 from models import alpinechat, backoffice, conversations, knowledge
+from models.config import ROOT
 from models.conversations import Message
-from tests.api.chat.openai_stub import OpenAIStub
 from scripts.ports import free_port
+from tests.api.chat.openai_stub import OpenAIStub
 
 HERE = Path(__file__).parent
 WIDGET = ROOT / "handlers/widget/alpinechat.js"
@@ -81,7 +81,7 @@ HOST_PAGE = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
 class PageHandler(http.server.BaseHTTPRequestHandler):
     server_url = ""
 
-    def do_GET(self):  # noqa: N802 (http.server's naming)
+    def do_GET(self):
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         get = lambda name, default="": query.get(name, [default])[0]  # noqa: E731
         extra = " ".join(f'data-{name}="{html.escape(get(name))}"' for name in ("language", "theme") if get(name))

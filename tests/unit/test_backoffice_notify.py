@@ -12,8 +12,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from models.config import Settings
 from models import backoffice, notify, outbox
+from models.config import Settings
 from scripts.ports import free_port
 
 # The test server allows AUTH without TLS (it has no certificate); aiosmtpd warns about that.
@@ -61,7 +61,7 @@ def test_refused_target_is_a_permanent_failure_without_a_request():
 
 def test_signature_verifies_with_standardwebhooks_and_detects_tampering():
     body = json.dumps({"type": "lead.created", "data": {"id": "1"}})
-    headers = notify.sign(SECRET, "msg_abc", dt.datetime.now(dt.timezone.utc), body)
+    headers = notify.sign(SECRET, "msg_abc", dt.datetime.now(dt.UTC), body)
     assert set(headers) == {"webhook-id", "webhook-timestamp", "webhook-signature"}
     assert Webhook(SECRET).verify(body, headers) == json.loads(body)
     with pytest.raises(WebhookVerificationError):
@@ -132,7 +132,7 @@ def test_retry_delay_doubles_up_to_the_cap():
 
 
 def test_lead_cursor_round_trips_and_rejects_forgeries():
-    lead = backoffice.Lead(id=uuid.uuid4(), created_at=dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc))
+    lead = backoffice.Lead(id=uuid.uuid4(), created_at=dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC))
     cursor = backoffice.encode_cursor(lead)
     assert backoffice.decode_cursor(cursor) == (lead.created_at, lead.id)
     for forged in ("", "%%%", cursor[:-3], "WyIyMDI2LTA1LTAxVDEyOjAwOjAwIiwgIngiXQ"):

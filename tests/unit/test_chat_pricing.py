@@ -32,5 +32,5 @@ def test_blocklist_matches_words_and_phrases_case_insensitively():
 
 
 def test_month_start_is_utc_first_of_month():
-    now = dt.datetime(2026, 3, 17, 13, 5, tzinfo=dt.timezone.utc)
-    assert month_start(now) == dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 3, 17, 13, 5, tzinfo=dt.UTC)
+    assert month_start(now) == dt.datetime(2026, 3, 1, tzinfo=dt.UTC)

@@ -15,7 +15,13 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from handlers.runtime.body import (
-    BodyCorrupt, BodyDeadlines, BodyTimeout, BodyTooLarge, ClientGone, codings_of, read_body,
+    BodyCorrupt,
+    BodyDeadlines,
+    BodyTimeout,
+    BodyTooLarge,
+    ClientGone,
+    codings_of,
+    read_body,
 )
 from handlers.runtime.http_protocol import EdgeHttpToolsProtocol, EdgeUvicornWorker
 

@@ -10,18 +10,18 @@ from handlers.runtime.idempotency import request_hash
 from models.ingest.encoding import copy_text, copy_timestamp, echoed_now, metadata_text, parse_timestamp, to_json
 from models.ingest.quota import current_month, seconds_until_next_month
 
-NOW = dt.datetime(2026, 4, 19, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 4, 19, 12, 0, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize("raw, utc, offset", [
-    ("2026-04-19T12:30:00Z", dt.datetime(2026, 4, 19, 12, 30, tzinfo=dt.timezone.utc), 0),
-    ("2026-04-19t14:30:00+02:00", dt.datetime(2026, 4, 19, 12, 30, tzinfo=dt.timezone.utc), 120),
-    ("2026-04-19T00:15:00-09:30", dt.datetime(2026, 4, 19, 9, 45, tzinfo=dt.timezone.utc), -570),
-    ("2026-04-19T12:30:00.123456789z", dt.datetime(2026, 4, 19, 12, 30, 0, 123456, tzinfo=dt.timezone.utc), 0),
+    ("2026-04-19T12:30:00Z", dt.datetime(2026, 4, 19, 12, 30, tzinfo=dt.UTC), 0),
+    ("2026-04-19t14:30:00+02:00", dt.datetime(2026, 4, 19, 12, 30, tzinfo=dt.UTC), 120),
+    ("2026-04-19T00:15:00-09:30", dt.datetime(2026, 4, 19, 9, 45, tzinfo=dt.UTC), -570),
+    ("2026-04-19T12:30:00.123456789z", dt.datetime(2026, 4, 19, 12, 30, 0, 123456, tzinfo=dt.UTC), 0),
 ])
 def test_parse_timestamp_keeps_offset(raw, utc, offset):
     written, minutes = parse_timestamp(raw)
-    assert written == utc and written.astimezone(dt.timezone.utc) == utc and minutes == offset
+    assert written == utc and written.astimezone(dt.UTC) == utc and minutes == offset
     assert written.utcoffset() == dt.timedelta(minutes=offset)
 
 
@@ -42,7 +42,7 @@ def test_events_without_timestamp_echo_now():
                                  "0001-01-01T00:00:00+01:00"])
 def test_unusable_timestamps_raise_value_error(raw):
     with pytest.raises((ValueError, OverflowError)):
-        parse_timestamp(raw)[0].astimezone(dt.timezone.utc)
+        parse_timestamp(raw)[0].astimezone(dt.UTC)
 
 
 def test_one_json_writer_for_every_size_rule():
@@ -55,8 +55,8 @@ def test_one_json_writer_for_every_size_rule():
 
 
 @pytest.mark.parametrize("now, expected", [
-    (dt.datetime(2026, 4, 30, 23, 59, 0, tzinfo=dt.timezone.utc), 61),
-    (dt.datetime(2026, 12, 31, 23, 0, 0, tzinfo=dt.timezone.utc), 3601),
+    (dt.datetime(2026, 4, 30, 23, 59, 0, tzinfo=dt.UTC), 61),
+    (dt.datetime(2026, 12, 31, 23, 0, 0, tzinfo=dt.UTC), 3601),
 ])
 def test_seconds_until_next_month(now, expected):
     assert seconds_until_next_month(now) == expected

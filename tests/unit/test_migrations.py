@@ -101,7 +101,7 @@ def test_unique_positions_migration_renumbers_shared_positions(fresh_database_ur
     messages = Table("messages", old, Column("id", Uuid), Column("conversation_id", Uuid), Column("seq", Integer),
                      Column("role", String), Column("content", String), Column("created_at", UTCDateTime))
     shared, clean = uuid.uuid4(), uuid.uuid4()
-    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     engine = create_engine(fresh_database_url, poolclass=NullPool)
     try:
         with engine.begin() as c:

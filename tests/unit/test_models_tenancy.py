@@ -153,8 +153,8 @@ def test_timestamps_come_back_aware_utc(db):
         key.last_used_at = used
     with db.unit_of_work() as session:
         stored = session.get(wepeople.IngestApiKey, key.id)
-        assert stored.last_used_at == used and stored.last_used_at.tzinfo == dt.timezone.utc
-        assert stored.created_at.tzinfo == dt.timezone.utc
+        assert stored.last_used_at == used and stored.last_used_at.tzinfo == dt.UTC
+        assert stored.created_at.tzinfo == dt.UTC
 
 
 # ── AlpineChat ───────────────────────────────────────────────────────────────

@@ -17,8 +17,7 @@ from models.config import ROOT
 from models.db import Database, utcnow
 from models.ingest_idempotency import IdempotencyRecord
 from models.outbox import Delivery, DeliveryAttempt
-from models.retention import (RetentionJobs, RetentionPolicy, prune_delivered_outbox,
-                              purge_idempotency_records)
+from models.retention import RetentionJobs, RetentionPolicy, prune_delivered_outbox, purge_idempotency_records
 
 NOW = utcnow()
 HOUR = dt.timedelta(hours=1)

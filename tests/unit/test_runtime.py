@@ -9,9 +9,9 @@ import pytest
 
 from handlers.runtime import adapters, openapi_translate
 from handlers.runtime.app import Runtime, create_app, handler_name
-from models.config import ROOT, Settings
 from handlers.runtime.ratelimit import RateLimiter
 from handlers.runtime.specs import StaleBundleError, load_contracts
+from models.config import ROOT, Settings
 
 
 def test_refuses_to_start_from_a_stale_bundle(monkeypatch):

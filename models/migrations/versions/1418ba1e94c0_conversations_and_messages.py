@@ -6,8 +6,8 @@ Create Date: 2026-11-22 12:07:35.534317
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '1418ba1e94c0'

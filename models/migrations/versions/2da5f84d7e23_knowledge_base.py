@@ -10,8 +10,8 @@ application creates (and fills) on first use; downgrade drops it.
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '2da5f84d7e23'

@@ -6,8 +6,8 @@ Create Date: 2026-11-22 11:59:34.918793
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '34b692208ed0'

@@ -6,8 +6,6 @@ Create Date: 2026-11-22 12:40:24.974477
 """
 from __future__ import annotations
 
-
-
 revision = '4244f0c264e2'
 down_revision = ('2da5f84d7e23', '4d4cfa7fb552', 'b20f79b05425')
 branch_labels = None

@@ -6,8 +6,8 @@ Create Date: 2026-11-22 12:12:28.458703
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '4d4cfa7fb552'

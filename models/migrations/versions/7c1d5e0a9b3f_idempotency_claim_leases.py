@@ -13,7 +13,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = '7c1d5e0a9b3f'
 down_revision = '4244f0c264e2'
 branch_labels = None

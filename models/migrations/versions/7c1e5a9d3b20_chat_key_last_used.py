@@ -6,8 +6,8 @@ Create Date: 2026-12-01 11:00:00.000000
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '7c1e5a9d3b20'
 down_revision = '7c1e5a9d3b2f'

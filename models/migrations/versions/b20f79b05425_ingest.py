@@ -6,8 +6,8 @@ Create Date: 2026-11-22 12:11:42.047209
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = 'b20f79b05425'

@@ -20,7 +20,6 @@ from models import alpinechat, conversations, outbox
 from models.db import utcnow
 from scripts.ports import free_port
 
-
 # ── SMTP ─────────────────────────────────────────────────────────────────────
 
 

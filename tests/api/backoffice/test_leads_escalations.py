@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from models.config import ROOT
 from models import alpinechat, backoffice
+from models.config import ROOT
 
 SPEC = json.loads((ROOT / "specs/alpinechat.json").read_text())
 LOCALIZED = SPEC["components"]["schemas"]["EscalationResponse"]["properties"]["message"]["x-localized"]
@@ -33,7 +33,7 @@ def test_lead_is_created_and_listed(client, make_bot):
     assert set(body) == {"id", "created_at"}
     uuid.UUID(body["id"])
     created = dt.datetime.fromisoformat(body["created_at"].replace("Z", "+00:00"))
-    assert abs((dt.datetime.now(dt.timezone.utc) - created).total_seconds()) < 60
+    assert abs((dt.datetime.now(dt.UTC) - created).total_seconds()) < 60
     listed = client.get(f"/api/leads/{bot.slug}", headers=bot.headers).json()
     assert [(row["id"], row["email"], row["name"], row["company"]) for row in listed["data"]] == [
         (body["id"], "gast@example.com", "Anna", "Hütte")]
@@ -87,7 +87,7 @@ def test_leads_pages_newest_first_with_a_cursor(client, make_bot, database):
     bot = make_bot()
     with database.unit_of_work() as s:
         chatbot = alpinechat.get_chatbot(s, bot.slug)
-        base = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+        base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
         for i in range(7):
             created = backoffice.create_lead(s, chatbot, {"email": f"l{i}@example.com"})
             # Two leads share a timestamp: the id breaks the tie, none is skipped.

@@ -14,8 +14,8 @@ import sys
 import threading
 import time
 
-from models.config import ROOT
 from models import outbox
+from models.config import ROOT
 from models.db import utcnow
 
 LATER = dt.timedelta(minutes=2)

@@ -11,9 +11,9 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from models.config import ROOT
 from models import alpinechat
 from models.backoffice import Escalation, Feedback, Lead
+from models.config import ROOT
 
 SPEC = json.loads((ROOT / "specs/alpinechat.json").read_text())
 

@@ -20,10 +20,9 @@ import pytest
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
-from models.config import ROOT, Settings
 from models import alpinechat, migrate, outbox
+from models.config import ROOT, Settings
 from models.db import Database, utcnow
-
 from scripts.ports import free_port
 
 LEASE = 1.0  # seconds; production default 30 (OUTBOX_LEASE_SECONDS)

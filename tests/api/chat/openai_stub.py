@@ -57,7 +57,7 @@ class OpenAIStub:
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 
-    def start(self) -> "OpenAIStub":
+    def start(self) -> OpenAIStub:
         self.thread.start()
         while not self.server.started:
             time.sleep(0.01)

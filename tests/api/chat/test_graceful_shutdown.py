@@ -22,16 +22,16 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from models.config import ROOT
 from handlers.runtime.specs import load_contracts
 from models import conversations
 from models.chat.config import PriceTable
 from models.chat.reservations import INTERRUPTED
+from models.config import ROOT
 from models.conversations import Message
-
-from .conftest import PRICES, parse_sse, text_of, types_of
 from scripts.ports import free_port
 from tests.servers import gunicorn_env
+
+from .conftest import PRICES, parse_sse, text_of, types_of
 
 GRACEFUL_TIMEOUT = 6
 MARGIN = 2
@@ -48,7 +48,7 @@ class Gunicorn:
             "GRACEFUL_TIMEOUT": str(GRACEFUL_TIMEOUT), "CHAT_SHUTDOWN_MARGIN_SECONDS": str(MARGIN), **env})
         self.process: subprocess.Popen | None = None
 
-    def start(self, log_path: Path) -> "Gunicorn":
+    def start(self, log_path: Path) -> Gunicorn:
         self.log = log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "handlers/runtime/gunicorn_conf.py"),

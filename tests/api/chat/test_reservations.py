@@ -12,9 +12,9 @@ import uuid
 
 from sqlalchemy import update
 
-from models.config import ROOT
 from models import alpinechat, conversations, migrate
 from models.chat import reservations
+from models.config import ROOT
 from models.conversations import Message
 from models.db import Database, utcnow
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from models.config import ROOT
 from models import alpinechat, migrate, wepeople
+from models.config import ROOT
 from models.db import Database
 from scripts.ports import free_port
 

@@ -9,8 +9,8 @@ import sqlite3
 
 import pytest
 
-from models.config import Settings
 from models import migrate, outage
+from models.config import Settings
 from models.db import Database
 from tests.api.outage.conftest import seed
 from tests.api.wepeople.helpers import EVENTS, event, new_key

@@ -8,11 +8,11 @@ import uuid
 
 import pytest
 
-from tests.api.wepeople.helpers import BATCH_LIMIT, EVENTS, METADATA_MAX, event
 from models.ingest import service
 from models.ingest.reading import timeline
 from models.ingest.tables import IngestConnection
 from tests.api.test_wepeople_errors import assert_wepeople_error
+from tests.api.wepeople.helpers import BATCH_LIMIT, EVENTS, METADATA_MAX, event
 
 
 def post(client, made, body, **headers):
@@ -142,7 +142,7 @@ def test_all_invalid_for_other_reasons_is_207_with_nothing_stored(client, make_i
 
 def test_timestamps_default_to_now_and_keep_their_offsets(client, make_ingest_key, peek, database):
     made = make_ingest_key()
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     no_time = {k: v for k, v in event(0).items() if k != "timestamp"}
     response = post(client, made, {"events": [no_time, event(1, timestamp="2026-04-19T14:30:00+02:00"),
                                               event(2, timestamp="2026-04-19T07:00:00.250-05:30"),
@@ -156,7 +156,7 @@ def test_timestamps_default_to_now_and_keep_their_offsets(client, make_ingest_ke
                                               event(6, timestamp="2026-04-20T04:29:00+15:59"),
                                               # after year 9999 in UTC
                                               event(7, timestamp="9999-12-31T23:30:00-01:00")]})
-    after = dt.datetime.now(dt.timezone.utc)
+    after = dt.datetime.now(dt.UTC)
     assert response.status_code == 207, response.text
     assert [(r["index"], r["code"]) for r in response.json()["results"]["rejected"]] == [(5, "invalid_body"),
                                                                                           (7, "invalid_body")]
@@ -165,15 +165,15 @@ def test_timestamps_default_to_now_and_keep_their_offsets(client, make_ingest_ke
     assert before - dt.timedelta(seconds=1) <= defaulted <= after
     assert accepted[1]["timestamp"] == "2026-04-19T14:30:00+02:00"
     rows = peek.events(made.org_id)
-    assert rows[1].occurred_at == dt.datetime(2026, 4, 19, 12, 30, tzinfo=dt.timezone.utc)
+    assert rows[1].occurred_at == dt.datetime(2026, 4, 19, 12, 30, tzinfo=dt.UTC)
     assert rows[1].utc_offset_minutes == 120
-    assert rows[2].occurred_at == dt.datetime(2026, 4, 19, 12, 30, 0, 250000, tzinfo=dt.timezone.utc)
+    assert rows[2].occurred_at == dt.datetime(2026, 4, 19, 12, 30, 0, 250000, tzinfo=dt.UTC)
     assert rows[2].utc_offset_minutes == -330
     # Cut to microseconds on every backend, as Python reads it (not rounded).
-    assert rows[3].occurred_at == dt.datetime(2026, 4, 19, 12, 30, 0, 123456, tzinfo=dt.timezone.utc)
-    assert rows[4].occurred_at == dt.datetime(2026, 4, 19, 12, 30, tzinfo=dt.timezone.utc)
+    assert rows[3].occurred_at == dt.datetime(2026, 4, 19, 12, 30, 0, 123456, tzinfo=dt.UTC)
+    assert rows[4].occurred_at == dt.datetime(2026, 4, 19, 12, 30, tzinfo=dt.UTC)
     assert rows[4].utc_offset_minutes == 17 * 60 + 20
-    assert rows[5].occurred_at == dt.datetime(2026, 4, 19, 12, 30, tzinfo=dt.timezone.utc)
+    assert rows[5].occurred_at == dt.datetime(2026, 4, 19, 12, 30, tzinfo=dt.UTC)
     assert rows[5].utc_offset_minutes == 15 * 60 + 59
     with database.unit_of_work() as s:
         shown = {r["id"]: r["occurred_at"] for r in timeline(s, made.org_id)}

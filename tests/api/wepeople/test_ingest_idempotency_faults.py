@@ -10,8 +10,8 @@ import subprocess
 import sys
 import time
 
-from models.config import ROOT
 from handlers.runtime.idempotency import LEASE_SECONDS
+from models.config import ROOT
 from tests.api.test_wepeople_errors import assert_wepeople_error
 from tests.api.wepeople.helpers import EVENTS, event, new_key
 

@@ -34,7 +34,7 @@ def test_quota_accepts_what_fits_then_answers_429(client, make_ingest_key, datab
                           (SNAPSHOTS, {"snapshotType": "q.x", "actor": {"externalId": "w"}, "metrics": {}})):
         response = client.post(path, json=payload, headers=made.headers)
         assert_wepeople_error(response, 429, "quota_exceeded")
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         retry = int(response.headers["Retry-After"])
         assert (now + dt.timedelta(seconds=retry)).month != now.month or retry < 2
         assert abs(retry - seconds_until_next_month(now)) <= 2
@@ -57,7 +57,7 @@ def test_quota_is_per_month(make_ingest_key, database):
         s.add(IngestUsage(organization_id=made.org_id, month="2000-01", events=quota))
     with database.unit_of_work() as s:
         assert remaining_quota(s, made.org_id, quota, utcnow()) == quota
-        assert remaining_quota(s, made.org_id, quota, dt.datetime(2000, 1, 15, tzinfo=dt.timezone.utc)) == 0
+        assert remaining_quota(s, made.org_id, quota, dt.datetime(2000, 1, 15, tzinfo=dt.UTC)) == 0
 
 
 @pytest.mark.skipif(not __import__("os").environ.get("TEST_REDIS_URL"), reason="needs TEST_REDIS_URL")
