@@ -14,7 +14,7 @@ with DATABASE_URL set (the project's database). What it does, per request:
 - POST /api/v1/ingest/events: the same key handling, the body parsed by orjson, the
   envelope checked (`events` an array of 1..maxItems), the whole batch validated by one
   jsonschema-rs call against the spec's IngestEvent (event by event only when that
-  fails), and the project's own ingest (models.ingest.ingest_events, same rules read
+  fails), and the project's own ingest (models.ingest.service.ingest_events, same rules read
   from the spec) in one unit of work. With an `Idempotency-Key`, the same records as
   the project (models.ingest_idempotency: a claim in its own transaction, the response
   stored in the ingest's transaction; the request hashed the same way), unless
@@ -39,10 +39,13 @@ import orjson
 import yaml
 from flask import Flask, Response, request
 
-from models import ingest, wepeople
 from models import ingest_idempotency as records
+from models import wepeople
 from models.config import ROOT, Settings
 from models.db import Database
+from models.ingest import service
+from models.ingest.encoding import to_json
+from models.ingest.rules import IngestRules, Rejection
 from models.key_usage import KeyUsage
 
 OMITS = ("rate limits (one Redis round trip per event batch in the project)",
@@ -98,7 +101,7 @@ def create_app() -> Flask:
                                              ["x-idempotency"]["replaySeconds"]))
     event_validator = _validator({"$ref": "#/components/schemas/IngestEvent"}, source)
     batch_validator = _validator({"type": "array", "items": {"$ref": "#/components/schemas/IngestEvent"}}, source)
-    rules = ingest.IngestRules(
+    rules = IngestRules(
         metadata_max_bytes=schemas["IngestEvent"]["properties"]["metadata"].get("x-max-serialized-bytes"),
         batch_limit=schemas["IngestEventBatch"]["properties"]["events"]["maxItems"],
         monthly_events={plan: limits.get("monthlyEvents") for plan, limits in plans.items()})
@@ -131,7 +134,7 @@ def create_app() -> Flask:
         return found
 
     def answer(body, status: int, request_id: str) -> Response:
-        return Response(ingest.dumps(body), status=status, mimetype="application/json",
+        return Response(to_json(body)[0], status=status, mimetype="application/json",
                         headers={"X-Request-Id": request_id, "X-API-Version": api_version,
                                  "X-Content-Type-Options": "nosniff"})
 
@@ -164,7 +167,7 @@ def create_app() -> Flask:
             for index, event in enumerate(batch):
                 if not event_validator.is_valid(event):
                     message = next(iter(event_validator.iter_errors(event))).message
-                    rejected.append(ingest.Rejection(index, "invalid_body", f"events[{index}]: {message}"[:1000]))
+                    rejected.append(Rejection(index, "invalid_body", f"events[{index}]: {message}"[:1000]))
 
         idempotency_key = request.headers.get("Idempotency-Key") if honour_idempotency else None
         owner = p["key_id"]
@@ -181,7 +184,7 @@ def create_app() -> Flask:
                 return Response(existing.body, status=existing.status, headers=existing.headers or {})
         try:
             with database.unit_of_work() as session:
-                result = ingest.ingest_events(session, principal=p, events=batch, rejected=rejected, rules=rules,
+                result = service.ingest_events(session, principal=p, events=batch, rejected=rejected, rules=rules,
                                               request_id=request_id)
                 response = answer({
                     "requestId": request_id, "accepted": len(result.accepted), "rejected": len(result.rejected),

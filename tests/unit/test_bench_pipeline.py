@@ -107,3 +107,21 @@ def test_the_load_generator_reads_sized_chunked_and_empty_responses(raw, status,
     (got_status, got_body), rest = asyncio.run(read())
     assert (got_status, got_body) == (status, body)
     assert bytes(rest) == b"HTTP/1.1 ..."
+
+
+def test_the_baseline_app_answers_ping_and_a_batch_with_the_projects_models(settings, make_ingest_key, monkeypatch):
+    """The bench's bare-Flask side runs the project's own key lookup and ingest service:
+    it must keep working when those move."""
+    from scripts.bench_baseline_app import create_app as create_baseline
+    from scripts.bench_ingest import make_batch
+
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    made = make_ingest_key()
+    client = create_baseline().test_client()
+    ping = client.get("/api/v1/ingest/ping", headers=made.headers)
+    assert ping.status_code == 200 and ping.get_json()["organizationId"] == str(made.org_id)
+    batch = {"events": make_batch(seed=1, size=1)}
+    answer = client.post("/api/v1/ingest/events", json=batch,
+                         headers={**made.headers, "Idempotency-Key": "baseline-1"})
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    assert answer.get_json()["accepted"] == 1

@@ -78,3 +78,24 @@ def test_ingest_modules_import_only_below_themselves():
 def test_configuration_lives_below_both_layers():
     assert (ROOT / "models" / "config.py").is_file()
     assert not (ROOT / "handlers" / "runtime" / "config.py").exists()
+
+
+def commits_in(root: Path) -> list[str]:
+    """`.commit(` calls in the operations' handlers: the pipeline's unit of work commits."""
+    found = []
+    for api in ("alpinechat", "wepeople"):
+        for path in sorted((root / "handlers" / api).rglob("*.py")):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if ".commit(" in line:
+                    found.append(f"{path.relative_to(root)}:{number}")
+    return found
+
+
+def test_handlers_never_commit():
+    assert commits_in(ROOT) == []
+
+
+def test_a_commit_in_a_handler_is_found(tmp_path):
+    (tmp_path / "handlers" / "wepeople").mkdir(parents=True)
+    (tmp_path / "handlers" / "wepeople" / "ingest.py").write_text("def f(ctx):\n    ctx.db.commit()\n")
+    assert commits_in(tmp_path) == ["handlers/wepeople/ingest.py:2"]
