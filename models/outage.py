@@ -40,7 +40,12 @@ class DependencyState:
         self.since = time.monotonic()
         self.reason = ""
         self._lock = threading.Lock()
-        metrics.DEPENDENCY_UP.labels(name).set(1)
+        self.publish()
+
+    def publish(self) -> None:
+        """Sets this process's `dependency_up` sample; a forked worker calls it again (its
+        samples start from zero in a file of its own)."""
+        metrics.DEPENDENCY_UP.labels(self.name).set(0 if self.is_down else 1)
 
     def down(self, reason: str) -> None:
         if self.is_down:

@@ -84,5 +84,8 @@ def child_exit(server, worker):
 def post_worker_init(worker):
     # The app learns the real graceful timeout (also one given on the command line).
     from handlers.runtime.shutdown import configure_from_gunicorn
+    from models import outage
+
+    outage.DATABASE.publish()  # this worker's own metrics sample
 
     configure_from_gunicorn(worker)

@@ -47,6 +47,7 @@ from handlers.runtime.disconnect import client_gone
 from handlers.runtime.errors import ApiError
 from handlers.runtime.specs import Operation
 from models import ingest_idempotency as records
+from models import metrics
 from models.db import Database, utcnow
 
 log = logging.getLogger("idempotency")
@@ -175,9 +176,12 @@ class Idempotency:
                                f"This {HEADER} was already used for a different request body; "
                                "use a new key for a new request.")
             if existing.status is not None:
+                metrics.IDEMPOTENCY.labels("replayed").inc()
                 return replay(existing)
             if time.monotonic() >= deadline or client_gone(scope):
+                metrics.IDEMPOTENCY.labels("in_flight").inc()
                 raise self._in_flight(existing)
+            metrics.IDEMPOTENCY.labels("waited").inc()
             time.sleep(delay)
             delay = min(delay * 1.5, 0.25)
             with self.database.unit_of_work() as session:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 
 from starlette.datastructures import Headers
@@ -28,8 +29,9 @@ from handlers.runtime.body import (
     read_body,
 )
 from handlers.runtime.errors import ApiError, ErrorRenderer, RequestValidationFailed
-from handlers.runtime.routing import OPERATION
+from handlers.runtime.routing import ARRIVED, OPERATION
 from handlers.runtime.specs import Contracts
+from models import metrics
 from models.config import Settings
 
 log = logging.getLogger("edge")
@@ -66,6 +68,15 @@ def base_url_of(scope: Scope) -> str:
 
 def media_type_of(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _count(api, operation, status: int, arrived: float) -> None:
+    """One answered request in the metrics: its API, operation and status, and the time to
+    its response's head (a stream's first byte)."""
+    api_name = api.name if api is not None else "none"
+    operation_id = operation.operation_id if operation is not None else "none"
+    metrics.REQUESTS.labels(api_name, operation_id, str(status)).inc()
+    metrics.REQUEST_SECONDS.labels(api_name, operation_id).observe(time.perf_counter() - arrived)
 
 
 class EdgeMiddleware:
@@ -108,12 +119,14 @@ class EdgeMiddleware:
                      else None)
         stamp = self.wepeople_stamp if api is self.contracts.wepeople else self.stamp
         started = False
+        arrived = state[ARRIVED] = time.perf_counter()
 
         async def send_stamped(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
                 routed = state.get(OPERATION) or operation
+                _count(api, routed, message["status"], arrived)
                 no_store = routed is not None and routed.source.get("x-personal-data")
                 replaced = _NO_STORE_STAMPED if no_store else _STAMPED
                 headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in replaced]

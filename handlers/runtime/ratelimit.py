@@ -30,6 +30,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from models import metrics
+
 log = logging.getLogger("ratelimit")
 
 Clock = t.Callable[[], float]
@@ -192,6 +194,7 @@ class Breaker:
         with self._lock:
             if not self.up:
                 self.up, self._probing = True, False
+                metrics.DEPENDENCY_UP.labels("redis").set(1)
                 log.warning("Redis answers again: rate limits are shared again")
 
     def abandoned(self) -> None:
@@ -206,6 +209,7 @@ class Breaker:
             self.up, self._probing = False, False
             self._retry_at = self.clock() + self.cooldown
         if went_down:
+            metrics.DEPENDENCY_UP.labels("redis").set(0)
             log.warning("Redis unreachable (%s: %s): rate limits count in each process's memory, "
                         "trying Redis again every %gs", type(error).__name__, error, self.cooldown)
         return went_down
@@ -223,6 +227,7 @@ class GuardedRedis:
             url, socket_connect_timeout=connect_timeout, socket_timeout=read_timeout,
             retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)))
         self.breaker = Breaker(cooldown, clock)
+        metrics.DEPENDENCY_UP.labels("redis").set(1)  # until a call fails
 
     @property
     def up(self) -> bool:
@@ -234,6 +239,7 @@ class GuardedRedis:
         try:
             result = fn(self.client)
         except (redis.exceptions.RedisError, OSError) as error:
+            metrics.REDIS_ERRORS.inc()
             if self.breaker.failed(error):
                 # Drop the idle pooled sockets (a frozen Redis may answer them late); those
                 # in use fail by their own timeout (closing them under a reader races).

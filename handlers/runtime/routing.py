@@ -18,6 +18,8 @@ from handlers.runtime.specs import Contracts, Operation
 
 # scope["state"] keys
 OPERATION = "operation"
+# When the edge saw the request (time.perf_counter()): chat time-to-first-byte is measured from it.
+ARRIVED = "arrived"
 # A CORS preflight routed as the method it asks about (handlers/runtime/cors.py): the
 # request's own method, and where the routed operation is left for the CORS layer.
 PREFLIGHT = "cors.preflight"

@@ -21,14 +21,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 
 import anyio
 import orjson
 from flask import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from handlers.runtime.routing import operation_of
+from handlers.runtime.routing import ARRIVED, operation_of
 from handlers.runtime.shutdown import DRAIN
+from models import metrics
 from models.chat import reservations
 from models.chat.config import ChatConfig
 from models.chat.turn import ChatEngine, ClientGone, Localizer, Turn
@@ -133,7 +135,7 @@ class ChatStreamMiddleware:
         if intercepted:
             # The handler's unit of work has committed by now: the turn is durable.
             turn: Turn = scope["state"].pop(STATE_KEY)
-            await stream_turn(turn, receive, send)
+            await stream_turn(turn, receive, send, scope["state"].get(ARRIVED))
 
     def _closing_upstream_on_shutdown(self, receive: Receive) -> Receive:
         # The SDK clients' connection pools belong to this loop: closed before it ends.
@@ -176,7 +178,7 @@ class ChatStreamMiddleware:
 _TAIL = frozenset({"card", "usage", "finish"})
 
 
-async def stream_turn(turn: Turn, receive: Receive, send: Send) -> None:
+async def stream_turn(turn: Turn, receive: Receive, send: Send, arrived: float | None = None) -> None:
     """Runs the turn in one task that writes each event as it comes; a second task
     watches for the visitor leaving (which cancels the first), and a timer sends a
     keep-alive comment whenever nothing was written for `keepalive_seconds`."""
@@ -190,9 +192,10 @@ async def stream_turn(turn: Turn, receive: Receive, send: Send) -> None:
     # Each event's SSE id: "<message id>:<n>", or "<n>" when the turn stored no message.
     id_prefix = f"{turn.plan.reply_id}:".encode() if turn.plan.reply_id is not None else b""
     sequence = 0
+    sequence_written = 0  # events written to the socket (the first is the answer's first byte)
 
     async def emit(event: dict) -> None:
-        nonlocal last_write, sending, ended, sequence
+        nonlocal last_write, sending, ended, sequence, sequence_written
         kind = event["type"]
         sequence += 1
         body = encode(event, id_prefix + str(sequence).encode())
@@ -202,6 +205,9 @@ async def stream_turn(turn: Turn, receive: Receive, send: Send) -> None:
         if held:
             body = b"".join(held) + body
             held.clear()
+        if sequence_written == 0 and arrived is not None:
+            metrics.CHAT_FIRST_BYTE_SECONDS.observe(time.perf_counter() - arrived)
+        sequence_written += 1
         sending = True
         try:
             if keepalive_task is not None and not keepalive_task.done():
@@ -248,6 +254,7 @@ async def stream_turn(turn: Turn, receive: Receive, send: Send) -> None:
     gone = False
     keepalive_handle = None
     unwatch = None
+    metrics.CHAT_STREAMS_OPEN.inc()
     try:
         await send({"type": "http.response.start", "status": 200, "headers": stream_headers(turn)})
         run_task = loop.create_task(turn.run(emit))
@@ -277,6 +284,7 @@ async def stream_turn(turn: Turn, receive: Receive, send: Send) -> None:
     except OSError:
         turn.disconnected()
     finally:
+        metrics.CHAT_STREAMS_OPEN.dec()
         if unwatch is not None:
             unwatch()
         # Stored even when the client left or the loop is shutting this task down.

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import functools
 
+import sqlalchemy
 from flask import Response
 
 from handlers.runtime.pipeline import RequestContext
 from handlers.runtime.specs import ApiSpec, compile_schema
 from handlers.runtime.validation import TOO_DEEP, field_of, schema_errors
+from models import metrics
 from models.ingest import service
 from models.ingest.encoding import to_json
-from models.ingest.rules import IngestRules, Rejection
+from models.ingest.rules import BatchResult, IngestRules, Rejection
 
 
 def ping(ctx: RequestContext):
@@ -81,6 +83,14 @@ def _json(body: dict, status: int) -> Response:
     return Response(to_json(body)[0], status=status, mimetype="application/json")
 
 
+def _count_events(result: BatchResult, _session) -> None:
+    """The batch's events in the metrics, once they are stored."""
+    if result.accepted:
+        metrics.INGEST_EVENTS.labels("accepted", "").inc(len(result.accepted))
+    for rejection in result.rejected:
+        metrics.INGEST_EVENTS.labels("rejected", rejection.code).inc()
+
+
 def ingest_events(ctx: RequestContext, body: dict):
     principal, db, request_id, contract = ctx.principal, ctx.db, ctx.request_id, ctx.contract
     spec = _contract(contract)
@@ -88,6 +98,7 @@ def ingest_events(ctx: RequestContext, body: dict):
     result = service.ingest_events(db, principal=principal, events=events,
                                    rejected=spec.schema_rejections(events), rules=spec.rules,
                                    request_id=request_id)
+    sqlalchemy.event.listen(db, "after_commit", functools.partial(_count_events, result), once=True)
     return _json({
         "requestId": request_id,
         "accepted": len(result.accepted),

@@ -27,7 +27,7 @@ import anyio
 from sqlalchemy import bindparam, func, null, select, update
 from sqlalchemy.orm import Session
 
-from models import alpinechat, conversations, knowledge
+from models import alpinechat, conversations, knowledge, metrics
 from models.chat import tools
 from models.chat.config import ChatConfig, estimate_prompt_tokens, estimate_tokens
 from models.chat.providers import Finish, ProviderFactory, ProviderRequest, TextDelta, ToolCall, UpstreamError, Usage
@@ -172,6 +172,7 @@ class ChatEngine:
             # (by the commit) while this transaction still holds the lock.
             lock_chatbot(session, chatbot.id)
             spent = month_spend(session, chatbot.id)
+            metrics.CHAT_BUDGET_LEFT.labels(str(chatbot.id)).set(max(0.0, chatbot.monthly_budget_usd - spent))
             if spent + reservation > chatbot.monthly_budget_usd:
                 add("assistant", "", finish_reason="budget_exceeded", model=model)
                 write()
@@ -464,6 +465,11 @@ class Turn:
         if not outcome.cost_usd:
             self._estimate_unreported_usage()
             outcome.cost_usd = config.prices.cost(plan.model, outcome.prompt_tokens, outcome.completion_tokens)
+        self._store()
+        _count_turn(plan.chatbot_id, outcome)
+
+    def _store(self) -> None:
+        plan, outcome = self.plan, self.outcome
         with self.engine.database.unit_of_work() as session:
             if not outcome.tool_records:
                 # The common case is one statement; a message deleted meanwhile (conversation
@@ -496,3 +502,15 @@ class Turn:
             assistant.completion_tokens = outcome.completion_tokens
             assistant.cost_usd = outcome.cost_usd
             assistant.tool_payload = {"error": outcome.error} if outcome.error else None
+
+
+def _count_turn(chatbot_id: uuid.UUID, outcome) -> None:
+    """A stored turn in the metrics: its finish reason, tokens and cost."""
+    chatbot = str(chatbot_id)
+    metrics.CHAT_TURNS.labels(outcome.finish or "disconnected").inc()
+    if outcome.prompt_tokens:
+        metrics.CHAT_TOKENS.labels(chatbot, "prompt").inc(outcome.prompt_tokens)
+    if outcome.completion_tokens:
+        metrics.CHAT_TOKENS.labels(chatbot, "completion").inc(outcome.completion_tokens)
+    if outcome.cost_usd:
+        metrics.CHAT_COST.labels(chatbot).inc(outcome.cost_usd)
