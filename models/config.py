@@ -19,6 +19,13 @@ def _list(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
+def validate_log_format(value: str) -> str:
+    value = (value or "text").strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError(f"LOG_FORMAT must be text or json, not {value!r}")
+    return value
+
+
 def default_database_url() -> str:
     return f"sqlite:///{ROOT / 'var' / 'app.db'}"
 
@@ -46,6 +53,8 @@ class Settings:
     # Absolute base for links we hand out (docsUrl); the request's own base when unset.
     public_base_url: str | None = None
     log_level: str = "INFO"
+    # `text` for a person at a terminal, `json` (one object per line) for a log pipeline.
+    log_format: str = "text"
     # Threads per process running Flask handlers (an open chat stream holds none).
     wsgi_threads: int = 10
     # Seconds a verified API key is trusted without a lookup (revocation takes this long).
@@ -102,6 +111,7 @@ class Settings:
             trusted_proxies=tuple(_list(env.get("TRUSTED_PROXIES"))),
             public_base_url=env.get("PUBLIC_BASE_URL") or None,
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            log_format=validate_log_format(env.get("LOG_FORMAT", "text")),
             wsgi_threads=int(env.get("WSGI_THREADS", "10")),
             auth_cache_seconds=float(env.get("AUTH_CACHE_SECONDS", "5")),
             max_header_bytes=int(env.get("MAX_HEADER_BYTES", "32768")),

@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 
-FORMATS = ("text", "json")
+from models.config import validate_log_format
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(request)s: %(message)s"
 
 _request: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_request", default=None)
@@ -71,22 +72,17 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def validate_format(value: str) -> str:
-    value = (value or "text").strip().lower()
-    if value not in FORMATS:
-        raise ValueError(f"LOG_FORMAT must be one of {', '.join(FORMATS)}, not {value!r}")
-    return value
-
-
 def configure(level: str = "INFO", log_format: str = "text", stream=None) -> None:
     """Sets the root logger's one handler (replacing any), for this process."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(RequestContextFilter())
-    handler.setFormatter(JsonFormatter() if validate_format(log_format) == "json" else logging.Formatter(TEXT_FORMAT))
+    json_lines = validate_log_format(log_format) == "json"
+    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
-    for old in list(root.handlers):
-        if getattr(old, "_contract_server", False):
-            root.removeHandler(old)
+    for old in list(root.handlers):  # ours from an earlier call, or gunicorn's (JSON mode)
+        root.removeHandler(old)
     handler._contract_server = True
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # The app's own access line (logger `access`) replaces uvicorn's.
+    logging.getLogger("uvicorn.access").propagate = False

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 
-from models import metrics, outbox
+from models import logs, metrics, outbox
 from models.chat import reservations
 from models.chat.config import ChatConfig
 from models.config import Settings
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings.from_env()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     policy = outbox.RetryPolicy(args.max_attempts, args.backoff, args.backoff_cap)
     database = Database(settings.database_url, pool_size=2, max_overflow=0)
     metrics_bind = os.environ.get("WORKER_METRICS_BIND", "").strip()

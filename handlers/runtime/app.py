@@ -54,6 +54,7 @@ from handlers.runtime.validation import (
     parameter_validator_for,
 )
 from handlers.widget import add_widget_routes
+from models import logs
 from models.chat.turn import ChatEngine
 from models.config import Settings
 from models.db import Database
@@ -242,7 +243,7 @@ def _only_operations_connexion_routed() -> None:
 def create_app(settings: Settings | None = None, *, database: Database | None = None,
                contracts: Contracts | None = None) -> connexion.FlaskApp:
     settings = settings or Settings.from_env()
-    logging.basicConfig(level=settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     contracts = contracts or load_contracts()
     if database is None:
         ensure_sqlite_parent(settings.database_url)

@@ -29,9 +29,25 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 # streams still open CHAT_SHUTDOWN_MARGIN_SECONDS before that end cleanly (shutdown.py).
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
 keepalive = 5
-accesslog = "-"
+# The app writes one access line per request itself (logger `access`, with the API,
+# operation and ids); uvicorn's is off.
+accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text").strip().lower() or "text"
+if LOG_FORMAT not in ("text", "json"):
+    raise SystemExit(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
+if LOG_FORMAT == "json":
+    # gunicorn's own lines as JSON too: one object per line on stderr.
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "models.logs.JsonFormatter"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "root": {"handlers": ["stderr"], "level": loglevel.upper()},
+        "loggers": {"gunicorn.error": {"handlers": ["stderr"], "level": loglevel.upper(), "propagate": False},
+                    "gunicorn.access": {"handlers": [], "propagate": False}},
+    }
 # gunicorn 27's control socket lives at one fixed path per user: several servers on a
 # host (workers of other deployments, test servers) would fight over it.
 control_socket_disable = True

@@ -29,9 +29,9 @@ from handlers.runtime.body import (
     read_body,
 )
 from handlers.runtime.errors import ApiError, ErrorRenderer, RequestValidationFailed
-from handlers.runtime.routing import ARRIVED, OPERATION
+from handlers.runtime.routing import ARRIVED, OPERATION, PRINCIPAL
 from handlers.runtime.specs import Contracts
-from models import metrics
+from models import logs, metrics
 from models.config import Settings
 
 log = logging.getLogger("edge")
@@ -79,6 +79,29 @@ def _count(api, operation, status: int, arrived: float) -> None:
     metrics.REQUEST_SECONDS.labels(api_name, operation_id).observe(time.perf_counter() - arrived)
 
 
+access_log = logging.getLogger("access")
+# The principal's ids an access line carries (never the key itself).
+_LOGGED_IDS = ("organization_id", "app_id", "tenant_id", "key_id")
+
+
+def _log_access(scope: Scope, api, answered: dict, arrived: float) -> None:
+    """One line per request: method, path (no query string: it may hold a key), status,
+    duration, bytes, API, operation and the principal's ids; never a header or a body."""
+    operation = answered["operation"]
+    principal = scope["state"].get(PRINCIPAL) or {}
+    content_length = next((value for name, value in scope["headers"] if name == b"content-length"), b"0")
+    duration_ms = round((time.perf_counter() - arrived) * 1000, 1)
+    fields = {
+        "method": scope["method"], "path": scope["path"], "status": answered["status"],
+        "duration_ms": duration_ms, "bytes_in": int(content_length) if content_length.isdigit() else 0,
+        "bytes_out": answered["bytes_out"], "api": api.name if api is not None else None,
+        "operation": operation.operation_id if operation is not None else None,
+        **{name: str(principal[name]) for name in _LOGGED_IDS if principal.get(name)},
+    }
+    access_log.info("%s %s %s %.1fms", scope["method"], scope["path"], answered["status"], duration_ms,
+                    extra=fields)
+
+
 class EdgeMiddleware:
     def __init__(self, app: ASGIApp, *, contracts: Contracts, renderer: ErrorRenderer,
                  settings: Settings | None = None):
@@ -120,12 +143,15 @@ class EdgeMiddleware:
         stamp = self.wepeople_stamp if api is self.contracts.wepeople else self.stamp
         started = False
         arrived = state[ARRIVED] = time.perf_counter()
+        answered = {"status": 0, "bytes_out": 0, "operation": operation}
+        log_binding = logs.bind(request_id=request_id)
 
         async def send_stamped(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                routed = state.get(OPERATION) or operation
+                routed = answered["operation"] = state.get(OPERATION) or operation
+                answered["status"] = message["status"]
                 _count(api, routed, message["status"], arrived)
                 no_store = routed is not None and routed.source.get("x-personal-data")
                 replaced = _NO_STORE_STAMPED if no_store else _STAMPED
@@ -136,6 +162,8 @@ class EdgeMiddleware:
                     # Spec-declared: these answers hold personal data (leads, conversations).
                     headers.append((b"cache-control", b"no-store"))
                 message["headers"] = headers
+            elif message["type"] == "http.response.body":
+                answered["bytes_out"] += len(message.get("body", b""))
             await send(message)
 
         try:
@@ -155,6 +183,10 @@ class EdgeMiddleware:
             close = body_pending or EDGE_REFUSAL in state or EDGE_FRAMING_ERROR in state
             await send_api_error(send_stamped, scope, self.renderer, api, exc,
                                  {"Connection": "close"} if close else None)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                _log_access(scope, api, answered, arrived)
+            logs.reset(log_binding)
 
     def _screen(self, scope: Scope, api, operation) -> ApiError | None:
         """What the request line and headers alone refuse."""

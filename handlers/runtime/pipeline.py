@@ -35,7 +35,9 @@ from handlers.runtime.documented import foreign_key_translation
 from handlers.runtime.errors import ApiError
 from handlers.runtime.idempotency import Idempotency
 from handlers.runtime.middleware import request_id_of
+from handlers.runtime.routing import PRINCIPAL
 from handlers.runtime.specs import ApiSpec, Operation
+from models import logs
 from models.errors import DomainError
 
 if t.TYPE_CHECKING:  # pragma: no cover
@@ -111,6 +113,7 @@ class Authenticate(Stage):
 
     def __call__(self, ctx, kwargs):
         ctx.principal = connexion_context.context.get("token_info")
+        ctx.scope.setdefault("state", {})[PRINCIPAL] = ctx.principal
         return self.next(ctx, kwargs)
 
 
@@ -250,7 +253,12 @@ class Pipeline:
 
     def __call__(self, **kwargs):
         ctx = RequestContext(self.runtime, self.operation, connexion_context.scope)
-        return self._first(ctx, kwargs)
+        # Records logged in this (WSGI) thread carry the request's id and operation.
+        binding = logs.bind(request_id=ctx.request_id, operation=self.operation.operation_id)
+        try:
+            return self._first(ctx, kwargs)
+        finally:
+            logs.reset(binding)
 
     @property
     def stage_names(self) -> list[str]:

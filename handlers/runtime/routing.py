@@ -20,6 +20,8 @@ from handlers.runtime.specs import Contracts, Operation
 OPERATION = "operation"
 # When the edge saw the request (time.perf_counter()): chat time-to-first-byte is measured from it.
 ARRIVED = "arrived"
+# The verified principal (handlers/runtime/pipeline.py), for the access log's ids.
+PRINCIPAL = "principal"
 # A CORS preflight routed as the method it asks about (handlers/runtime/cors.py): the
 # request's own method, and where the routed operation is left for the CORS layer.
 PREFLIGHT = "cors.preflight"
