@@ -75,7 +75,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     cells = [[_cell(row[column]) for column in columns] for row in rows]
     widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
     lines = [columns, ["-" * width for width in widths], *cells]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
 
 
 def render_record(record: dict[str, Any]) -> str:

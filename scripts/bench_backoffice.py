@@ -75,7 +75,8 @@ def main(argv=None) -> int:
         elapsed = time.perf_counter() - started
         print(f"backend: {database.engine.dialect.name}")
         print(f"leads + 2 outbox rows, one transaction each: {args.leads / elapsed:,.0f}/s "
-              f"(median {statistics.median(latencies):.2f} ms, p95 {sorted(latencies)[int(len(latencies) * .95)]:.2f} ms)")
+              f"(median {statistics.median(latencies):.2f} ms, "
+              f"p95 {sorted(latencies)[int(len(latencies) * .95)]:.2f} ms)")
 
         counts = {"ok": 0, "failed": 0}
         started = time.perf_counter()

@@ -5,7 +5,8 @@
 Starts three things: a fake OpenAI-compatible upstream (its own process; every answer
 takes --answer-seconds, its first token comes after --first-token), the real app under
 uvicorn (one process; or gunicorn with --workers N uvicorn workers and Redis, as in
-production), pointed at that upstream through the `openai` SDK, and this process as the client, opening --streams chat streams over --ramp
+production), pointed at that upstream through the `openai` SDK, and this process as the
+client, opening --streams chat streams over --ramp
 seconds with raw asyncio sockets (each from its own X-Forwarded-For address, so the
 per-IP limit applies per visitor as in production). It prints how many streams were
 open at once and completed, time to first byte and to the first text event (the
@@ -202,7 +203,7 @@ def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]
 
 
 # ── Orchestration ────────────────────────────────────────────────────────────
@@ -284,7 +285,8 @@ def main(argv=None) -> int:
                                    app_port, slug, key, server.pid))
             if args.profile:
                 target = server_pids(server.pid)[-1]  # a worker under gunicorn
-                profiler = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(target), "--format", "speedscope",
+                profiler = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record",
+                                             "--pid", str(target), "--format", "speedscope",
                                              "--output", args.profile, "--gil", "--nonblocking",
                                              "--rate", "200"],
                                             stdout=subprocess.DEVNULL)
@@ -316,9 +318,11 @@ def main(argv=None) -> int:
     print(f"streams requested            {len(results)} (opened over {args.ramp:.1f} s; statuses {statuses})")
     print(f"streams completed (stop)     {len(completed)}")
     print(f"concurrent streams held      {report['max_open']}")
-    print(f"upstream                     first token after {args.first_token:.2f} s, answer {args.answer_seconds:.1f} s")
+    print(f"upstream                     first token after {args.first_token:.2f} s, "
+          f"answer {args.answer_seconds:.1f} s")
     print(f"time to first byte           p50 {pct(ttfb, 50) * 1000:8.1f} ms   p99 {pct(ttfb, 99) * 1000:8.1f} ms")
-    print(f"time to first text event     p50 {pct(first_text, 50) * 1000:8.1f} ms   p99 {pct(first_text, 99) * 1000:8.1f} ms")
+    print(f"time to first text event     p50 {pct(first_text, 50) * 1000:8.1f} ms   "
+          f"p99 {pct(first_text, 99) * 1000:8.1f} ms")
     print(f"  server overhead over the upstream's first token   "
           f"p50 {pct(overhead, 50) * 1000:8.1f} ms   p99 {pct(overhead, 99) * 1000:8.1f} ms")
     print(f"stream duration              p50 {pct(total, 50):8.2f} s    p99 {pct(total, 99):8.2f} s"

@@ -309,7 +309,8 @@ def main(argv=None) -> int:
                   f"raw COPY {rows:,.0f} rows/s | ratio {result['events_per_s'] / rows:.2f}", flush=True)
             if args.gzip:
                 z = zipped[-1]
-                print(f"       gzip: {z['events_per_s']:,.0f} events/s (p50 {z['p50_ms']:.1f} ms, p99 {z['p99_ms']:.1f} ms; "
+                print(f"       gzip: {z['events_per_s']:,.0f} events/s "
+                      f"(p50 {z['p50_ms']:.1f} ms, p99 {z['p99_ms']:.1f} ms; "
                       f"CPU/batch server {z['server_cpu_ms']:.1f} ms; body {z['body_kb']:.0f} KB "
                       f"instead of {result['body_kb']:.0f} KB) | ratio {z['events_per_s'] / rows:.2f}", flush=True)
         median = statistics.median
@@ -320,13 +321,14 @@ def main(argv=None) -> int:
         print(f"  CPU/batch  : gunicorn workers {median(r['server_cpu_ms'] for r in server):.1f} ms, "
               f"load generator {median(r['client_cpu_ms'] for r in server):.1f} ms")
         print(f"  raw COPY   : {median(copied):,.0f} rows/s on {args.workers} connections")
-        print(f"  ratio      : {median(s / c for s, c in zip(served, copied)):.2f}")
+        print(f"  ratio      : {median(s / c for s, c in zip(served, copied, strict=True)):.2f}")
         if zipped:
             print(f"  gzip       : {median(z['events_per_s'] for z in zipped):,.0f} accepted events/s; batch latency "
-                  f"p50 {median(z['p50_ms'] for z in zipped):.1f} ms, p99 {median(z['p99_ms'] for z in zipped):.1f} ms; "
+                  f"p50 {median(z['p50_ms'] for z in zipped):.1f} ms, "
+                  f"p99 {median(z['p99_ms'] for z in zipped):.1f} ms; "
                   f"workers {median(z['server_cpu_ms'] for z in zipped):.1f} ms CPU/batch; "
                   f"{median(z['body_kb'] for z in zipped):.0f} KB per batch on the wire; ratio "
-                  f"{median(z['events_per_s'] / c for z, c in zip(zipped, copied)):.2f}")
+                  f"{median(z['events_per_s'] / c for z, c in zip(zipped, copied, strict=True)):.2f}")
     finally:
         throwaway.close()
     return 0

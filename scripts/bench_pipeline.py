@@ -125,7 +125,7 @@ def summarize(scenario: str, rounds: list[Round]) -> Summary:
         raise ValueError(f"{scenario}: rounds of both sides are needed")
     rps = {side: statistics.median(r.rps for r in rs) for side, rs in sides.items()}
     cpu = {side: statistics.median(r.cpu_ms for r in rs) for side, rs in sides.items()}
-    pairs = list(zip(sides["project"], sides["baseline"]))
+    pairs = list(zip(sides["project"], sides["baseline"], strict=False))
     rps_pairs = [p.rps / b.rps for p, b in pairs if b.rps]
     cpu_pairs = [p.cpu_ms / b.cpu_ms for p, b in pairs if b.cpu_ms]
     return Summary(scenario, len(pairs), rps, cpu,
@@ -294,7 +294,8 @@ def main(argv=None) -> int:
                 rounds = []
                 for n in range(args.rounds):
                     for side in ("project", "baseline"):
-                        keys = ping_keys if scenario.batch == 0 else tenancy.fresh_keys(math.ceil(per_round / KEY_BUDGET))
+                        keys = (ping_keys if scenario.batch == 0
+                                else tenancy.fresh_keys(math.ceil(per_round / KEY_BUDGET)))
                         port, pid = sides[side]
                         r = run_round(scenario, side, port, pid, keys, requests, args.connections, idempotency)
                         rounds.append(r)

@@ -57,7 +57,7 @@ def wait_http(process: subprocess.Popen, port: int, path: str, timeout: float = 
             return
         except OSError:
             if process.poll() is not None:
-                raise SystemExit(f"the server on port {port} exited during start-up")
+                raise SystemExit(f"the server on port {port} exited during start-up") from None
             time.sleep(0.2)
     process.terminate()
     raise SystemExit(f"the server on port {port} did not answer within {timeout:.0f} s")

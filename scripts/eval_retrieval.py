@@ -80,7 +80,7 @@ def report(backend: str, results: list[dict], verbose: bool) -> None:
     for name in ("de", "en", "it", "all"):
         rows = groups.get(name, [])
         if rows:
-            share = lambda key: f"{100 * sum(r[key] for r in rows) / len(rows):.0f}%"  # noqa: E731
+            share = lambda key, rows=rows: f"{100 * sum(r[key] for r in rows) / len(rows):.0f}%"  # noqa: E731
             print(f"  {name:<10} {len(rows):>3} {share('hit1'):>7} {share('hit3'):>7} {share('fact_found'):>15}")
     for result in results:
         if verbose or not (result["hit1"] and result["fact_found"]):
@@ -94,7 +94,8 @@ def report(backend: str, results: list[dict], verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_pg = os.environ.get("DATABASE_URL", "") if os.environ.get("DATABASE_URL", "").startswith("postgresql") else None
+    default_pg = (os.environ.get("DATABASE_URL", "")
+                  if os.environ.get("DATABASE_URL", "").startswith("postgresql") else None)
     parser.add_argument("--postgres", metavar="URL", default=default_pg,
                         help="also evaluate on PostgreSQL: a server URL (a throwaway database is created there)")
     parser.add_argument("--verbose", action="store_true", help="every question with its answer")

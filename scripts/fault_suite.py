@@ -641,10 +641,10 @@ class Phase:
             victim = random.choice(before)
             os.kill(victim, signal.SIGKILL)
             killed = time.time()
-            wait_until(lambda: not alive(victim), 30, f"worker {victim} to die")
+            wait_until(lambda victim=victim: not alive(victim), 30, f"worker {victim} to die")
             self.kills.append((killed, time.time()))
             log(f"SIGKILL worker {victim}")
-            wait_until(lambda: len(set(server.worker_pids()) - set(before)) >= 1
+            wait_until(lambda before=before: len(set(server.worker_pids()) - set(before)) >= 1
                        and len(server.worker_pids()) >= server.workers, 30, "gunicorn to replace the worker")
             time.sleep(1.0)
 

@@ -38,7 +38,7 @@ class ThrowawayRedis:
                 return
             except redis.RedisError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start")
+                    raise RuntimeError("redis-server did not start") from None
                 time.sleep(0.05)
 
     def stop(self) -> None:

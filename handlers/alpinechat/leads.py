@@ -25,5 +25,5 @@ def get_leads(ctx: RequestContext, slug: str, limit: int = 50):
     try:
         leads, next_cursor = backoffice.list_leads(db, chatbot, limit=limit, cursor=cursor)
     except backoffice.CursorInvalid:
-        raise RequestValidationFailed({"cursor": ["The cursor is invalid; use a next_cursor we returned."]})
+        raise RequestValidationFailed({"cursor": ["The cursor is invalid; use a next_cursor we returned."]}) from None
     return {"data": [backoffice.lead_dict(lead) for lead in leads], "next_cursor": next_cursor}

@@ -7,7 +7,8 @@ this module when one breaks, so that widening a pin in setup.cfg is a matter of 
 that test. (handlers/runtime/http_protocol.py subclasses uvicorn's httptools protocol;
 its assumptions are checked by the same test.)
 
-- connexion: the routing result in the scope (`ROUTING_CONTEXT`) and the ASGI bridge of `FlaskApp` (`_middleware_app.asgi_app`).
+- connexion: the routing result in the scope (`ROUTING_CONTEXT`) and the ASGI bridge of
+  `FlaskApp` (`_middleware_app.asgi_app`).
 - a2wsgi: `WSGIResponder`'s `send`/`sender`/`loop`/`send_queue` (QueuedWSGIResponder).
 """
 from __future__ import annotations

@@ -235,7 +235,7 @@ def _only_operations_connexion_routed() -> None:
     if flask_request.blueprint is None:
         return  # this app's own pages (documentation, published contracts)
     try:
-        request_context.operation.operation_id
+        request_context.operation.operation_id  # noqa: B018 - raises RuntimeError when connexion routed nothing
     except RuntimeError:
         abort(404)
 

@@ -138,7 +138,8 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
             self.scope["state"][EDGE_REFUSAL] = self._head_too_large()
         elif self._header_count > self.max_header_count:
             self.scope["state"][EDGE_REFUSAL] = (
-                431, f"The request has {self._header_count} header fields; at most {self.max_header_count} are allowed.")
+                431, f"The request has {self._header_count} header fields; "
+                     f"at most {self.max_header_count} are allowed.")
         super().on_headers_complete()
         if EDGE_REFUSAL in self.scope["state"] and self.cycle is not None:
             self.cycle.keep_alive = False

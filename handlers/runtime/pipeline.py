@@ -125,7 +125,7 @@ class DocumentedErrors(Stage):
         try:
             return self.next(ctx, kwargs)
         except DomainError as error:
-            raise self.translate(error)
+            raise self.translate(error)  # noqa: B904 - the caught error, renamed in place: its chain stays
 
 
 class RateLimitHeaders(Stage):

@@ -104,12 +104,12 @@ class MemoryWindows:
                 while times and times[0] <= now - rule.seconds:
                     times.popleft()
                 logs.append(times)
-            counted = all(len(times) < rule.amount for rule, times in zip(rules, logs))
+            counted = all(len(times) < rule.amount for rule, times in zip(rules, logs, strict=True))
             if counted:
                 for times in logs:
                     times.append(now)
             return [_decision(rule, len(times), times[0] if times else None, now, counted)
-                    for rule, times in zip(rules, logs)]
+                    for rule, times in zip(rules, logs, strict=True)]
 
     def _sweep(self, now: float) -> None:
         """Forgets keys whose every request has left its window (memory stays bounded by

@@ -216,7 +216,8 @@ def body_validator_for(api: ApiSpec) -> type[AbstractRequestBodyValidator]:
                 return None
             body = parse_json(raw, self._encoding)
             if max_depth and raw.count(b"[") + raw.count(b"{") > max_depth and nesting_depth(body) > max_depth:
-                raise RequestValidationFailed({"body": [f"The body is nested too deeply (at most {max_depth} levels)."]})
+                raise RequestValidationFailed(
+                    {"body": [f"The body is nested too deeply (at most {max_depth} levels)."]})
             if replace_nul and b"\\u0000" in raw:
                 body = without_nul(body)  # within max_depth: its recursion is safe
                 self.MUTABLE_VALIDATION = True  # hand the cleaned body on

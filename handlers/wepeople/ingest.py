@@ -36,7 +36,8 @@ class EventContract:
         self.rules = IngestRules(
             metadata_max_bytes=schemas["IngestEvent"]["properties"]["metadata"].get("x-max-serialized-bytes"),
             batch_limit=schemas["IngestEventBatch"]["properties"]["events"]["maxItems"],
-            monthly_events={plan: limits.get("monthlyEvents") for plan, limits in api.source["x-limits"]["plans"].items()},
+            monthly_events={plan: limits.get("monthlyEvents")
+                            for plan, limits in api.source["x-limits"]["plans"].items()},
         )
 
     def schema_rejections(self, events: list) -> list[Rejection]:

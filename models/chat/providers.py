@@ -243,7 +243,7 @@ class UpstreamClients:
 
     def acquire(self) -> tuple[int, Any]:
         in_flight = self.in_flight
-        for index, count in enumerate(in_flight):
+        for index, count in enumerate(in_flight):  # noqa: B007 - `index` is the one the loop breaks on
             if count < self.per_client:
                 break
         else:
@@ -287,7 +287,7 @@ class ProviderFactory:
         of CPU, better spent at a worker's start than in a visitor's first answer."""
         if self.kind != "extractive":
             client = self._make_client(1)
-            client.chat.completions, client.moderations  # lazily imported resources
+            client.chat.completions, client.moderations  # noqa: B018 - touching them imports these lazy resources
 
     def provider(self) -> Provider:
         if self.kind == "extractive":

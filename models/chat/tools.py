@@ -90,7 +90,7 @@ class OpenMeteoWeather:
             {"date": d, "temp_max": hi, "temp_min": lo, "precipitation_mm": rain, "weathercode": code}
             for d, hi, lo, rain, code in zip(daily["time"], daily["temperature_2m_max"],
                                              daily["temperature_2m_min"], daily["precipitation_sum"],
-                                             daily["weathercode"])]}
+                                             daily["weathercode"], strict=False)]}
 
 
 WEATHER_PROVIDERS: dict[str, Callable[[float], WeatherProvider]] = {

@@ -48,7 +48,8 @@ def actor_ref(actor: dict) -> ActorRef | Rejection:
         try:
             return ActorRef(worker_id=uuid.UUID(raw_id.strip()), raw_worker_id=raw_id, display_name=display_name)
         except ValueError:
-            return Rejection(-1, "worker_not_found", f"actor.workerId {raw_id[:80]!r} names no worker of this organization.")
+            return Rejection(-1, "worker_not_found",
+                             f"actor.workerId {raw_id[:80]!r} names no worker of this organization.")
     external_id = _clean(actor.get("externalId"))
     email = _clean(actor.get("email"))
     if external_id is None and email is None:

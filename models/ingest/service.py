@@ -181,10 +181,11 @@ def ingest_events(
         writer = EventWriter(session)
         add = writer.batch(organization_id, app.app_id, connection_name(app.slug), request_id, now)
         for (index, ref, event_type, category, occurred_at, stamp, offset, duration, metadata_json, echoed), worker \
-                in zip(candidates, found):
+                in zip(candidates, found, strict=True):
             if worker is None:
                 rejected.append(Rejection(index, "worker_not_found",
-                                          f"actor.workerId {ref.raw_worker_id!r} names no worker of this organization."))
+                                          f"actor.workerId {ref.raw_worker_id!r} "
+                                          "names no worker of this organization."))
             elif len(accepted) < fits:
                 add(worker[0], EVENT, event_type, category, occurred_at, stamp, offset, duration, metadata_json)
                 accepted.append({"eventType": event_type, "timestamp": echoed})
@@ -227,7 +228,7 @@ def ingest_snapshot(
             value, offset = parse_timestamp(raw_timestamp)
             occurred_at = value.astimezone(dt.UTC)
         except (ValueError, OverflowError) as exc:
-            raise DomainError("invalid_body", f"timestamp {raw_timestamp!r} is not usable: {exc}.")
+            raise DomainError("invalid_body", f"timestamp {raw_timestamp!r} is not usable: {exc}.") from None
     payload = {"metrics": snapshot["metrics"]}
     if snapshot.get("metadata") is not None:
         payload["metadata"] = snapshot["metadata"]

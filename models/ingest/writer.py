@@ -45,7 +45,7 @@ class EventWriter:
             self.lines.append("\t".join([copy_text(v.isoformat() if isinstance(v, dt.datetime) else v)
                                          for v in row]) + "\n")
         else:
-            record = dict(zip(EVENT_COLUMNS, row))
+            record = dict(zip(EVENT_COLUMNS, row, strict=True))
             if record["metadata"] is not None:
                 record["metadata"] = json.loads(record["metadata"])
             self.records.append(record)

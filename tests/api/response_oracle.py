@@ -118,7 +118,7 @@ def _template(api: str, path: str) -> str:
 def sse_data(body: bytes) -> list[bytes]:
     """The `data:` payload of each event of an SSE body (comments and other fields skipped)."""
     events, lines = [], []
-    for line in body.decode("utf-8").splitlines() + [""]:
+    for line in [*body.decode("utf-8").splitlines(), ""]:
         if line == "":
             if lines:
                 events.append("\n".join(lines).encode("utf-8"))

@@ -113,7 +113,7 @@ def test_json_no_parser_can_keep_is_422(client, make_chatbot, body, why):
 def test_open_objects_may_nest_up_to_100_levels(client, make_chatbot):
     bot = make_chatbot()
     metadata = '{"m": ' + "[" * 98 + "]" * 98 + "}"  # the body is the 100th level around it
-    body = '{"kind": "fire", "trigger_key": "exit-intent", "metadata": %s}' % metadata
+    body = '{"kind": "fire", "trigger_key": "exit-intent", "metadata": ' + metadata + "}"
     response = client.post(f"/api/chat/{bot.slug}/telemetry/proactive", content=body,
                            headers={**bot.headers, "Content-Type": "application/json"})
     assert response.status_code == 200, response.text

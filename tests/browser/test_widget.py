@@ -37,7 +37,8 @@ HERE = Path(__file__).parent
 WIDGET = ROOT / "handlers/widget/alpinechat.js"
 ARTIFACTS = Path(os.environ.get("WIDGET_ARTIFACTS") or HERE / "artifacts")  # as in conftest.py
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-HOSTILE_TEXT = '<img src=x onerror="window.__pwned=\'answer\'"><script>window.__pwned="script"</script> & [link](javascript:alert(1))'
+HOSTILE_TEXT = ('<img src=x onerror="window.__pwned=\'answer\'"><script>window.__pwned="script"</script>'
+                ' & [link](javascript:alert(1))')
 
 
 def test_widget_is_small():
@@ -105,7 +106,8 @@ def _page_server(server_url: str):
 
 
 def _bot(session, tenant, name: str, origins: list[str], language="de", **options):
-    bot = alpinechat.create_chatbot(session, tenant, f"{name}-{uuid.uuid4().hex[:8]}", options.pop("title", "Osttirol Wanderhilfe"),
+    bot = alpinechat.create_chatbot(session, tenant, f"{name}-{uuid.uuid4().hex[:8]}",
+                                    options.pop("title", "Osttirol Wanderhilfe"),
                                     language=language, allowed_origins=origins, **options)
     _, key = alpinechat.create_chat_key(session, tenant, ["chat", "leads.write", "escalations.write"], chatbot=bot)
     return {"slug": bot.slug, "key": key, "id": str(bot.id)}
@@ -172,7 +174,8 @@ def world(database, settings):
                                                         title=doc["title"], text_=doc["text"], language="de",
                                                         url=doc["url"], meta=doc["meta"])
                 bots[name].setdefault("tour_ids", []).append(str(document.id))
-        reader, reader_key = alpinechat.create_chat_key(s, tenant, ["leads.read", "escalations.read", "conversations.read"])
+        _reader, reader_key = alpinechat.create_chat_key(s, tenant,
+                                                         ["leads.read", "escalations.read", "conversations.read"])
 
     env = dict(os.environ, DATABASE_URL=settings.database_url, OPENAI_API_KEY="sk-test",
                OPENAI_BASE_URL=stub.url + "/v1", OPENAI_MODEL="stub-model", OPENAI_TIMEOUT="5",
@@ -211,7 +214,8 @@ def world(database, settings):
         print(f"screenshots: {ARTIFACTS}")
         assert run.returncode == 0, run.stderr[-4000:]
         report = json.loads(report_file.read_text())
-        yield {"report": report, "bots": bots, "server": server_url, "reader": {"Authorization": f"Bearer {reader_key}"},
+        yield {"report": report, "bots": bots, "server": server_url,
+               "reader": {"Authorization": f"Bearer {reader_key}"},
                "limited_after": limited, "database": database, "stub": stub}
     finally:
         server.terminate()
@@ -305,9 +309,10 @@ def test_finish_reasons_are_shown(world):
 def test_thumbs_down_is_stored_against_its_message(world):
     stream = scenario(world, "stream")
     conversation_id, rows = _conversation(world, "main", stream["session"])
-    first_answer = [row for row in rows if row.role == "assistant"][0]
+    first_answer = next(row for row in rows if row.role == "assistant")
     with world["database"].unit_of_work() as s:
-        feedback = s.scalars(select(backoffice.Feedback).where(backoffice.Feedback.conversation_id == conversation_id)).all()
+        feedback = s.scalars(select(backoffice.Feedback)
+                             .where(backoffice.Feedback.conversation_id == conversation_id)).all()
     assert [(f.message_id, f.rating) for f in feedback] == [(first_answer.id, -1)]
     assert stream["rated"] == {"pressed": "true", "status": "Danke für dein Feedback!"}
 

@@ -162,7 +162,8 @@ def every_stream_event_conforms(ctx, response, case):
     events = [json.loads(data) for data in _sse_events(response.content)]
     for n, event in enumerate(events):
         errors = [e.message for e in validator.iter_errors(event)]
-        assert not errors, f"event {n} of {len(events)} does not match the documented event schema: {event} {errors[:3]}"
+        assert not errors, (f"event {n} of {len(events)} does not match the documented event schema: "
+                            f"{event} {errors[:3]}")
     assert [e.get("type") for e in events[-2:]] == ["finish", "done"], f"the stream did not end: {events[-3:]}"
     return None
 

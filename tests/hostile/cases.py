@@ -104,7 +104,7 @@ add("framing-chunked-truncated", events(b"5\r\nab", CHUNKED), {400, 408, CLOSED}
 add("framing-chunked-bad-trailer", events(b"%x\r\n%s\r\n0\r\nBad Trailer\r\n\r\n" % (len(BATCH), BATCH), CHUNKED),
     {400, 202})
 add("framing-cl-te-conflict", events(b"%x\r\n%s\r\n0\r\n\r\n" % (len(BATCH), BATCH),
-                                     CHUNKED + ["Content-Length: 5"], length=False), {400})
+                                     [*CHUNKED, "Content-Length: 5"], length=False), {400})
 add("framing-cl-te-conflict", feedback(b"3\r\nabc\r\n0\r\n\r\n", ["Content-Length: 3", *CHUNKED], length=False),
     {400, 422}, "alpinechat")
 add("framing-te-unknown", events(BATCH, ["Transfer-Encoding: gzip"], length=False), {400, 415, 501})
@@ -126,7 +126,8 @@ add("framing-pipelined", req("GET", "/api/healthz") * 3, {200}, "alpinechat", re
 add("framing-pipelined", events(BATCH) + req("GET", "/api/v1/ingest/ping", [WP_AUTH]), {202, 200}, responses=2)
 add("framing-pipelined-then-garbage", req("GET", "/api/healthz") + b"NOT HTTP AT ALL\r\n\r\n",
     {200, 400, 422}, "alpinechat", responses=2)
-add("framing-pipelined-bad-middle", req("GET", "/api/healthz") + feedback(b"zz\r\n", CHUNKED) + req("GET", "/api/healthz"),
+add("framing-pipelined-bad-middle",
+    req("GET", "/api/healthz") + feedback(b"zz\r\n", CHUNKED) + req("GET", "/api/healthz"),
     {200, 400, 422}, "alpinechat", responses=2)
 add("framing-garbage", b"GARBAGE\r\n\r\n", {400, 422}, "alpinechat")
 add("framing-garbage", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40, {400, 422}, "alpinechat")
@@ -146,13 +147,14 @@ add("framing-upgrade-websocket", req("GET", "/api/healthz", ["Connection: Upgrad
                                                              "Sec-WebSocket-Version: 13"]), {200, 400, 422},
     "alpinechat")
 add("framing-upgrade-h2c", req("GET", "/api/v1/ingest/ping", [WP_AUTH, "Connection: Upgrade, HTTP2-Settings",
-                                                              "Upgrade: h2c", "HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA"]),
+                                                              "Upgrade: h2c",
+                                                              "HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA"]),
     {200})
 add("framing-upgrade-pipelined", req("GET", "/api/healthz", ["Connection: Upgrade", "Upgrade: h2c"])
     + req("GET", "/api/healthz"), {200}, "alpinechat", responses=2)
 add("framing-upgrade-with-body", feedback(FEEDBACK, ["Connection: Upgrade", "Upgrade: h2c"]), {422}, "alpinechat")
 add("framing-chunked-gzip-framing-broken", events(b"%x\r\n%s\r\nzz\r\n" % (20, gzip.compress(BATCH)[:20]),
-                                                  CHUNKED + ["Content-Encoding: gzip"]), {400})
+                                                  [*CHUNKED, "Content-Encoding: gzip"]), {400})
 add("framing-expect-continue", events(BATCH, ["Expect: 100-continue"]), {202})
 add("framing-expect-unknown", events(BATCH, ["Expect: teapot"]), {202, 417})
 
@@ -214,7 +216,8 @@ add("ctype-duplicate", events(BATCH, ["Content-Type: application/json"]), {415})
 add("ctype-wrong", req("POST", "/api/escalate/{SLUG}", [AC_AUTH, "Content-Type: multipart/form-data; boundary=x"],
                        b"--x--"), {415}, "alpinechat")
 add("ctype-list", req("POST", EVENTS, [WP_AUTH, "Content-Type: application/json, text/plain"], BATCH), {415})
-add("ctype-params-garbage", req("POST", EVENTS, [WP_AUTH, "Content-Type: application/json;;;=;"], BATCH), {202, 400, 415})
+add("ctype-params-garbage", req("POST", EVENTS, [WP_AUTH, "Content-Type: application/json;;;=;"], BATCH),
+    {202, 400, 415})
 add("ctype-upper", req("POST", EVENTS, [WP_AUTH, "Content-Type: APPLICATION/JSON"], BATCH), {202, 415})
 add("charset-bogus", req("POST", EVENTS, [WP_AUTH, "Content-Type: application/json; charset=bogus"], BATCH),
     {202, 400, 415})
@@ -258,7 +261,7 @@ add("encoding-truncated", feedback(zlib.compress(FEEDBACK)[:-3], DEFLATE), {422}
 add("encoding-trailing-garbage", events(gzip.compress(BATCH) + b"GARBAGE", GZ), {400})
 add("encoding-bad-crc", events(gzip.compress(BATCH)[:-8] + b"\x00\x00\x00\x00" + gzip.compress(BATCH)[-4:], GZ),
     {400})
-add("encoding-empty-body", events(b"", GZ + ["Content-Length: 0"]), {400})
+add("encoding-empty-body", events(b"", [*GZ, "Content-Length: 0"]), {400})
 add("encoding-unknown", events(BATCH, ["Content-Encoding: br"]), {415})
 add("encoding-unknown", events(BATCH, ["Content-Encoding: compress"]), {415})
 add("encoding-unknown", feedback(FEEDBACK, ["Content-Encoding: zstd"]), {415}, "alpinechat")
@@ -273,7 +276,8 @@ add("json-bom", feedback(b"\xef\xbb\xbf" + FEEDBACK), {404, 422}, "alpinechat")
 add("json-trailing-garbage", events(BATCH + b" garbage"), {400})
 add("json-trailing-garbage", feedback(FEEDBACK + b"}"), {422}, "alpinechat")
 add("json-duplicate-keys", events(b'{"events": [], "events": [' + json.dumps(EVENT).encode() + b"]}"), {202, 400})
-add("json-duplicate-keys", feedback(b'{"rating": 1, "rating": 5, "conversation_id": "00000000-0000-4000-8000-000000000000"}'),
+add("json-duplicate-keys", feedback(b'{"rating": 1, "rating": 5, '
+                                   b'"conversation_id": "00000000-0000-4000-8000-000000000000"}'),
     {404, 422}, "alpinechat")
 add("json-nan", events(b'{"events": [{"eventType": "a.b", "category": "code", "actor": {"email": "a@b.co"},'
                        b' "duration": NaN}]}'), {400, 207})
@@ -286,7 +290,8 @@ add("json-lone-surrogate", events(b'{"events": [{"eventType": "a.b", "category":
                                   b' "metadata": {"x": "\\ud800"}}]}'), {207, 400})
 add("json-lone-surrogate", req("POST", "/api/lead/{SLUG}", [AC_AUTH, JSON], b'{"email": "a@b.co", "name": "\\udfff"}'),
     {201, 403, 422, 429}, "alpinechat")
-add("json-invalid-utf8", events(b'{"events": [{"eventType": "a.b", "category": "code", "actor": {"email": "\xff\xfe"}}]}'),
+add("json-invalid-utf8", events(b'{"events": [{"eventType": "a.b", "category": "code", '
+                                b'"actor": {"email": "\xff\xfe"}}]}'),
     {400})
 add("json-invalid-utf8", feedback(b'{"rating": 1, "conversation_id": "\xc3\x28"}'), {422}, "alpinechat")
 add("json-nul-in-string", req("POST", "/api/lead/{SLUG}", [AC_AUTH, JSON], b'{"email": "a@b.co", "name": "a\\u0000b"}'),
@@ -321,12 +326,14 @@ add("number-query", req("GET", "/api/leads/{SLUG}?limit=1e3", [AC_AUTH]), {400, 
 # --- nesting ---------------------------------------------------------------------------------------
 add("nesting-deep-body", events(deep(100_000)), {400})
 add("nesting-deep-body", feedback(deep(30_000)), {422}, "alpinechat")
-add("nesting-deep-metadata", events(b'{"events": [{"eventType": "a.b", "category": "code", "actor": {"email": "a@b.co"},'
+add("nesting-deep-metadata", events(b'{"events": [{"eventType": "a.b", "category": "code", '
+                                    b'"actor": {"email": "a@b.co"},'
                                     b' "metadata": {"x": ' + deep(5000) + b"}}]}"), {207, 400})
 add("nesting-deep-object", req("POST", "/api/chat/{SLUG}/telemetry/proactive", [JSON],
                                b'{"kind": "fire", "trigger_key": "k", "metadata": ' + b'{"a": ' * 3000 + b"1" +
                                b"}" * 3000 + b"}"), {404, 422}, "alpinechat")
-add("nesting-wide-object", events(json.dumps({"events": [dict(EVENT, metadata={f"k{i}": i for i in range(20_000)})]}).encode()),
+add("nesting-wide-object",
+    events(json.dumps({"events": [dict(EVENT, metadata={f"k{i}": i for i in range(20_000)})]}).encode()),
     {207, 400})
 add("nesting-many-events", events(json.dumps({"events": [EVENT] * 501}).encode()), {413})
 

@@ -30,7 +30,7 @@ def test_this_process_has_used_some_cpu_and_a_gone_one_none():
 def rounds(project: list[tuple[float, float]], baseline: list[tuple[float, float]], n: int = 1000) -> list[Round]:
     """(elapsed seconds, server CPU seconds) per round, alternating as the bench runs them."""
     out = []
-    for p, b in zip(project, baseline):
+    for p, b in zip(project, baseline, strict=True):
         out += [Round("project", n, *p), Round("baseline", n, *b)]
     return out
 
@@ -67,7 +67,7 @@ def test_goals_pass_or_miss_in_their_direction():
 
 def test_table_has_a_row_per_scenario():
     text = table({"ping": summarize("ping", rounds([(2.0, 2.0)], [(1.0, 1.0)]))})
-    header, rule, row = text.splitlines()
+    header, _rule, row = text.splitlines()
     assert "req/s project" in header and "CPU ms/req project" in header
     assert row.split()[:7] == ["ping", "1", "|", "500", "1000", "0.50x", "0.50-0.50"]
 
@@ -88,7 +88,8 @@ def test_event_requests_carry_unique_idempotency_keys_and_valid_batches():
 
 def test_ping_requests_are_prebuilt_gets():
     requests = request_maker(SCENARIOS["ping"], ["wp_live_k"], "tag", True)
-    assert requests(7) == b"GET /api/v1/ingest/ping HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer wp_live_k\r\n\r\n"
+    assert requests(7) == (b"GET /api/v1/ingest/ping HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                           b"Authorization: Bearer wp_live_k\r\n\r\n")
 
 
 @pytest.mark.parametrize("raw, status, body", [

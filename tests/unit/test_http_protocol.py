@@ -79,7 +79,10 @@ def _receiver(chunks, delay=0.0):
     return receive
 
 
-def _read(chunks, *, cap=1000, coding=None, delay=0.0, deadlines=BodyDeadlines(total=5, idle=5)):
+GENEROUS = BodyDeadlines(total=5, idle=5)  # frozen: one instance serves every call
+
+
+def _read(chunks, *, cap=1000, coding=None, delay=0.0, deadlines=GENEROUS):
     return asyncio.run(read_body(_receiver(chunks, delay), cap=cap, coding=coding, deadlines=deadlines))
 
 

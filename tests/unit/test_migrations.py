@@ -106,7 +106,8 @@ def test_unique_positions_migration_renumbers_shared_positions(fresh_database_ur
     try:
         with engine.begin() as c:
             for conversation in (shared, clean):
-                c.execute(conversations.insert().values(id=conversation, chatbot_id=bot.id, session_id=str(conversation),
+                c.execute(conversations.insert().values(id=conversation, chatbot_id=bot.id,
+                                                        session_id=str(conversation),
                                                         created_at=now, updated_at=now))
             rows = [(shared, 1), (shared, 2), (shared, 2), (shared, 3), (clean, 1), (clean, 5)]
             for second, (conversation, seq) in enumerate(rows):

@@ -258,7 +258,7 @@ def test_chatbot_slugs_are_globally_unique(db):
 
 
 def test_inactive_chatbots_are_not_served(session):
-    tenant, bot_a, _ = _tenant_with_bots(session)
+    _tenant, bot_a, _ = _tenant_with_bots(session)
     assert alpinechat.get_active_chatbot(session, bot_a.slug) is bot_a
     bot_a.active = False
     session.flush()

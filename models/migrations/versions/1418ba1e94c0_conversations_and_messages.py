@@ -26,7 +26,8 @@ def upgrade() -> None:
     sa.Column('page_url', sa.String(length=2048), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['chatbot_id'], ['chatbots.id'], name=op.f('fk_conversations_chatbot_id_chatbots'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['chatbot_id'], ['chatbots.id'], name=op.f('fk_conversations_chatbot_id_chatbots'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_conversations')),
     sa.UniqueConstraint('chatbot_id', 'session_id', name=op.f('uq_conversations_chatbot_id'))
     )
@@ -50,7 +51,8 @@ def upgrade() -> None:
     sa.Column('completion_tokens', sa.Integer(), nullable=True),
     sa.Column('cost_usd', sa.Numeric(precision=14, scale=8, asdecimal=False), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'], name=op.f('fk_messages_conversation_id_conversations'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'],
+                            name=op.f('fk_messages_conversation_id_conversations'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_messages'))
     )
     with op.batch_alter_table('messages', schema=None) as batch_op:

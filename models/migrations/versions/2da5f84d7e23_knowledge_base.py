@@ -33,7 +33,8 @@ def upgrade() -> None:
     sa.Column('meta', sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
     sa.Column('content_sha256', sa.String(length=64), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['chatbot_id'], ['chatbots.id'], name=op.f('fk_knowledge_documents_chatbot_id_chatbots'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['chatbot_id'], ['chatbots.id'], name=op.f('fk_knowledge_documents_chatbot_id_chatbots'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_knowledge_documents')),
     sa.UniqueConstraint('chatbot_id', 'source', name=op.f('uq_knowledge_documents_chatbot_id'))
     )
@@ -47,8 +48,10 @@ def upgrade() -> None:
     sa.Column('language', sa.String(length=2), nullable=False),
     sa.Column('seq', sa.Integer(), nullable=False),
     sa.Column('content', sa.Text(), nullable=False),
-    sa.ForeignKeyConstraint(['chatbot_id'], ['chatbots.id'], name=op.f('fk_knowledge_passages_chatbot_id_chatbots'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['document_id'], ['knowledge_documents.id'], name=op.f('fk_knowledge_passages_document_id_knowledge_documents'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['chatbot_id'], ['chatbots.id'], name=op.f('fk_knowledge_passages_chatbot_id_chatbots'),
+                            ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['document_id'], ['knowledge_documents.id'],
+                            name=op.f('fk_knowledge_passages_document_id_knowledge_documents'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_knowledge_passages'))
     )
     with op.batch_alter_table('knowledge_passages', schema=None) as batch_op:

@@ -39,7 +39,8 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('allowed_event_types', sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_apps_organization_id_organizations'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'],
+                            name=op.f('fk_apps_organization_id_organizations'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_apps')),
     sa.UniqueConstraint('organization_id', 'slug', name=op.f('uq_apps_organization_id'))
     )
@@ -59,7 +60,8 @@ def upgrade() -> None:
     sa.Column('webhook_url', sa.String(length=2048), nullable=True),
     sa.Column('webhook_secret', sa.String(length=100), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_chatbots_tenant_id_tenants'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_chatbots_tenant_id_tenants'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_chatbots')),
     sa.UniqueConstraint('slug', name=op.f('uq_chatbots_slug'))
     )
@@ -77,8 +79,10 @@ def upgrade() -> None:
     sa.Column('scopes', sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['chatbot_id'], ['chatbots.id'], name=op.f('fk_chat_api_keys_chatbot_id_chatbots'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_chat_api_keys_tenant_id_tenants'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['chatbot_id'], ['chatbots.id'], name=op.f('fk_chat_api_keys_chatbot_id_chatbots'),
+                            ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_chat_api_keys_tenant_id_tenants'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_chat_api_keys'))
     )
     with op.batch_alter_table('chat_api_keys', schema=None) as batch_op:
@@ -98,7 +102,8 @@ def upgrade() -> None:
     sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_used_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['app_id'], ['apps.id'], name=op.f('fk_ingest_api_keys_app_id_apps'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_ingest_api_keys_organization_id_organizations'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'],
+                            name=op.f('fk_ingest_api_keys_organization_id_organizations'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ingest_api_keys'))
     )
     with op.batch_alter_table('ingest_api_keys', schema=None) as batch_op:

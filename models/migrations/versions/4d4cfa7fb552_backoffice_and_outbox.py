@@ -34,8 +34,10 @@ def upgrade() -> None:
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['chatbot_id'], ['chatbots.id'], name=op.f('fk_outbox_deliveries_chatbot_id_chatbots'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_outbox_deliveries_tenant_id_tenants'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['chatbot_id'], ['chatbots.id'], name=op.f('fk_outbox_deliveries_chatbot_id_chatbots'),
+                            ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_outbox_deliveries_tenant_id_tenants'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox_deliveries'))
     )
     with op.batch_alter_table('outbox_deliveries', schema=None) as batch_op:
@@ -52,11 +54,13 @@ def upgrade() -> None:
     sa.Column('page_url', sa.String(length=2048), nullable=True),
     sa.Column('metadata', sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['chatbot_id'], ['chatbots.id'], name=op.f('fk_telemetry_beacons_chatbot_id_chatbots'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['chatbot_id'], ['chatbots.id'], name=op.f('fk_telemetry_beacons_chatbot_id_chatbots'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_telemetry_beacons'))
     )
     with op.batch_alter_table('telemetry_beacons', schema=None) as batch_op:
-        batch_op.create_index('ix_telemetry_beacons_chatbot_trigger', ['chatbot_id', 'trigger_key', 'kind'], unique=False)
+        batch_op.create_index('ix_telemetry_beacons_chatbot_trigger', ['chatbot_id', 'trigger_key', 'kind'],
+                              unique=False)
 
     op.create_table('escalations',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -72,12 +76,15 @@ def upgrade() -> None:
     sa.Column('page_url', sa.String(length=2048), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['chatbot_id'], ['chatbots.id'], name=op.f('fk_escalations_chatbot_id_chatbots'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'], name=op.f('fk_escalations_conversation_id_conversations'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['chatbot_id'], ['chatbots.id'], name=op.f('fk_escalations_chatbot_id_chatbots'),
+                            ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'],
+                            name=op.f('fk_escalations_conversation_id_conversations'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_escalations'))
     )
     with op.batch_alter_table('escalations', schema=None) as batch_op:
-        batch_op.create_index('ix_escalations_chatbot_status_created', ['chatbot_id', 'status', 'created_at'], unique=False)
+        batch_op.create_index('ix_escalations_chatbot_status_created', ['chatbot_id', 'status', 'created_at'],
+                              unique=False)
         batch_op.create_index(batch_op.f('ix_escalations_conversation_id'), ['conversation_id'], unique=False)
 
     op.create_table('leads',
@@ -91,8 +98,10 @@ def upgrade() -> None:
     sa.Column('session_id', sa.String(length=128), nullable=True),
     sa.Column('page_url', sa.String(length=2048), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['chatbot_id'], ['chatbots.id'], name=op.f('fk_leads_chatbot_id_chatbots'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'], name=op.f('fk_leads_conversation_id_conversations'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['chatbot_id'], ['chatbots.id'], name=op.f('fk_leads_chatbot_id_chatbots'),
+                            ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'],
+                            name=op.f('fk_leads_conversation_id_conversations'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_leads'))
     )
     with op.batch_alter_table('leads', schema=None) as batch_op:
@@ -109,7 +118,8 @@ def upgrade() -> None:
     sa.Column('ok', sa.Boolean(), nullable=False),
     sa.Column('status_code', sa.Integer(), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
-    sa.ForeignKeyConstraint(['delivery_id'], ['outbox_deliveries.id'], name=op.f('fk_outbox_attempts_delivery_id_outbox_deliveries'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['delivery_id'], ['outbox_deliveries.id'],
+                            name=op.f('fk_outbox_attempts_delivery_id_outbox_deliveries'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox_attempts'))
     )
     with op.batch_alter_table('outbox_attempts', schema=None) as batch_op:
@@ -124,9 +134,12 @@ def upgrade() -> None:
     sa.Column('comment', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['chatbot_id'], ['chatbots.id'], name=op.f('fk_feedback_chatbot_id_chatbots'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'], name=op.f('fk_feedback_conversation_id_conversations'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['message_id'], ['messages.id'], name=op.f('fk_feedback_message_id_messages'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['chatbot_id'], ['chatbots.id'], name=op.f('fk_feedback_chatbot_id_chatbots'),
+                            ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'],
+                            name=op.f('fk_feedback_conversation_id_conversations'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['message_id'], ['messages.id'], name=op.f('fk_feedback_message_id_messages'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_feedback')),
     sa.UniqueConstraint('message_id', name=op.f('uq_feedback_message_id'))
     )

@@ -38,7 +38,8 @@ def upgrade() -> None:
     sa.Column('organization_id', sa.Uuid(), nullable=False),
     sa.Column('month', sa.String(length=7), nullable=False),
     sa.Column('events', sa.BigInteger(), nullable=False),
-    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_ingest_usage_organization_id_organizations'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'],
+                            name=op.f('fk_ingest_usage_organization_id_organizations'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('organization_id', 'month', name=op.f('pk_ingest_usage'))
     )
     op.create_table('ingest_connections',
@@ -47,8 +48,10 @@ def upgrade() -> None:
     sa.Column('app_id', sa.Uuid(), nullable=False),
     sa.Column('name', sa.String(length=120), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['app_id'], ['apps.id'], name=op.f('fk_ingest_connections_app_id_apps'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_ingest_connections_organization_id_organizations'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['app_id'], ['apps.id'], name=op.f('fk_ingest_connections_app_id_apps'),
+                            ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'],
+                            name=op.f('fk_ingest_connections_organization_id_organizations'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ingest_connections')),
     sa.UniqueConstraint('app_id', name=op.f('uq_ingest_connections_app_id'))
     )
@@ -61,8 +64,10 @@ def upgrade() -> None:
     sa.Column('display_name', sa.String(length=200), nullable=True),
     sa.Column('connection_id', sa.Uuid(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['connection_id'], ['ingest_connections.id'], name=op.f('fk_workers_connection_id_ingest_connections'), ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_workers_organization_id_organizations'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['connection_id'], ['ingest_connections.id'],
+                            name=op.f('fk_workers_connection_id_ingest_connections'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'],
+                            name=op.f('fk_workers_organization_id_organizations'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_workers')),
     sa.UniqueConstraint('organization_id', 'identity', name=op.f('uq_workers_organization_id'))
     )
@@ -86,7 +91,8 @@ def upgrade() -> None:
     sa.Column('request_id', sa.String(length=40), nullable=False),
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['app_id'], ['apps.id'], name=op.f('fk_ingest_events_app_id_apps'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['worker_id'], ['workers.id'], name=op.f('fk_ingest_events_worker_id_workers'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['worker_id'], ['workers.id'], name=op.f('fk_ingest_events_worker_id_workers'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ingest_events'))
     )
     with op.batch_alter_table('ingest_events', schema=None) as batch_op:
@@ -103,7 +109,8 @@ def upgrade() -> None:
     sa.Column('utc_offset_minutes', sa.SmallInteger(), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['app_id'], ['apps.id'], name=op.f('fk_worker_snapshots_app_id_apps'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['worker_id'], ['workers.id'], name=op.f('fk_worker_snapshots_worker_id_workers'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['worker_id'], ['workers.id'], name=op.f('fk_worker_snapshots_worker_id_workers'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('app_id', 'worker_id', name=op.f('pk_worker_snapshots'))
     )
     with op.batch_alter_table('worker_snapshots', schema=None) as batch_op:

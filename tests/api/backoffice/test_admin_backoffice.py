@@ -29,7 +29,8 @@ def test_escalations_move_to_in_progress_and_resolved(client, make_bot, admin):
                           json={"email": "gast@example.com", "message": "Bitte Rückruf"}).json()
     listed = admin("escalation", "list", "--chatbot", bot.slug, "--status", "open")
     assert [e["id"] for e in listed] == [created["id"]]
-    assert admin("escalation", "set-status", "--id", created["id"], "--status", "in_progress")["status"] == "in_progress"
+    updated = admin("escalation", "set-status", "--id", created["id"], "--status", "in_progress")
+    assert updated["status"] == "in_progress"
     api = client.get(f"/api/escalations/{bot.slug}", headers=bot.headers, params={"status": "in_progress"}).json()
     assert [e["id"] for e in api["data"]] == [created["id"]]
     assert admin("escalation", "set-status", "--id", created["id"], "--status", "resolved")["status"] == "resolved"

@@ -147,7 +147,8 @@ def test_telemetry_beacons_are_stored_and_counted(client, make_bot, database):
         {"trigger_key": "exit-intent", "fires": 4, "converts": 1, "conversion_rate": 0.25},
         {"trigger_key": "scroll-50", "fires": 2, "converts": 0, "conversion_rate": 0.0},
     ]
-    response = client.post(f"/api/chat/{bot.slug}/telemetry/proactive", json={"kind": "click", "trigger_key": "x" * 121})
+    response = client.post(f"/api/chat/{bot.slug}/telemetry/proactive",
+                           json={"kind": "click", "trigger_key": "x" * 121})
     assert response.status_code == 422 and set(response.json()["errors"]) == {"kind", "trigger_key"}
     response = client.post("/api/chat/no-such-bot/telemetry/proactive", json={"kind": "fire", "trigger_key": "a"})
     assert response.status_code == 404 and response.json() == {"error": "not_found"}

@@ -115,7 +115,7 @@ def test_redelivery_after_a_lost_ack_has_no_duplicate_effect(client, make_bot, r
     # Each attempt is signed afresh (its own timestamp) and verifies.
     assert receiver.rejected == 0
     assert len(receiver.effects) == 1
-    webhook = [d for d in deliveries(bot.chatbot_id) if d.channel == "webhook"][0]
+    webhook = next(d for d in deliveries(bot.chatbot_id) if d.channel == "webhook")
     assert [(a.ok, a.status_code) for a in webhook.log] == [(False, 503), (True, 204)]
 
 
@@ -127,7 +127,7 @@ def test_backoff_doubles_and_gives_up_after_max_attempts(client, make_bot, recei
     post_lead(client, bot)
     policy = outbox.RetryPolicy(max_attempts=3, base_seconds=60, cap_seconds=3600)
     with database.unit_of_work() as s:
-        webhook_id = [d.id for d in outbox.list_deliveries(s, chatbot_id=bot.chatbot_id) if d.channel == "webhook"][0]
+        webhook_id = next(d.id for d in outbox.list_deliveries(s, chatbot_id=bot.chatbot_id) if d.channel == "webhook")
 
     def next_due():
         with database.unit_of_work() as s:
@@ -154,7 +154,7 @@ def test_private_targets_are_refused_by_default(client, make_bot, receiver, run_
     receiver.secret = bot.webhook_secret
     post_lead(client, bot)
     run_worker(settings=dataclasses.replace(worker_settings, webhook_allow_private=False))
-    webhook = [d for d in deliveries(bot.chatbot_id) if d.channel == "webhook"][0]
+    webhook = next(d for d in deliveries(bot.chatbot_id) if d.channel == "webhook")
     # Refused without a request, and not retried: the target itself is the problem.
     assert receiver.requests == []
     assert webhook.status == "failed" and "refused" in webhook.log[0].error
@@ -211,7 +211,7 @@ def test_worker_script_and_admin_cli_show_deliveries(client, make_bot, receiver,
 
     summary = run("scripts.worker", "--once", "--backoff", "0.01")
     assert summary["attempted"] >= 2 and summary["failed_attempts"] >= 1
-    webhook = [d for d in deliveries(bot.chatbot_id) if d.channel == "webhook"][0]
+    webhook = next(d for d in deliveries(bot.chatbot_id) if d.channel == "webhook")
     assert (webhook.status, webhook.attempts) == ("pending", 1)
     time.sleep(0.05)
     run("scripts.worker", "--once")
@@ -232,13 +232,13 @@ def test_failed_delivery_can_be_retried_from_the_cli(client, make_bot, receiver,
     receiver.fail_next = 1
     post_lead(client, bot)
     run_worker(policy=outbox.RetryPolicy(max_attempts=1))
-    webhook = [d for d in deliveries(bot.chatbot_id) if d.channel == "webhook"][0]
+    webhook = next(d for d in deliveries(bot.chatbot_id) if d.channel == "webhook")
     assert webhook.status == "failed"
     with database.unit_of_work() as s:
         row = admin_backoffice.cmd_delivery_retry(s, type("Args", (), {"id": webhook.id})).data
     assert row["status"] == "pending"
     run_worker()
-    webhook = [d for d in deliveries(bot.chatbot_id) if d.channel == "webhook"][0]
+    webhook = next(d for d in deliveries(bot.chatbot_id) if d.channel == "webhook")
     assert (webhook.status, webhook.attempts) == ("delivered", 2)
     assert len(receiver.effects) == 1
 

@@ -74,10 +74,10 @@ def assert_answered(results: list) -> None:
 
 def test_simultaneous_first_turns_share_one_conversation(live_chat_server, make_chatbot, database):
     bot = make_chatbot()
-    for attempt in range(3):  # several new sessions: each a fresh race for the insert
+    for _ in range(3):  # several new sessions: each a fresh race for the insert
         session_id = f"race-{uuid.uuid4().hex}"
         # Some turns call a tool: their answer moves behind the tool message when it ends.
-        results = simultaneously(TURNS, lambda i: stream_turn(
+        results = simultaneously(TURNS, lambda i, session_id=session_id: stream_turn(
             live_chat_server, bot, session_id,
             f"Frage {i} [[drip:3:0.05]]" if i % 2 else f'Touren {i}? [[tool:search_tours {{"query": "Hütte"}}]]'))
         assert_answered(results)

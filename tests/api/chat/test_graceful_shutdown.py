@@ -261,7 +261,7 @@ def _prepare(engine, database, bot, message):
 def test_interrupted_turn_ends_with_the_documented_tail_and_is_settled(chat_engine, make_chatbot, database):
     bot = make_chatbot(language="en")
     plan = _prepare(chat_engine, database, bot, "Tell me everything [[drip:50:0.05]]")
-    turn, events = _run_turn(chat_engine, plan, interrupt_after=3)
+    _turn, events = _run_turn(chat_engine, plan, interrupt_after=3)
     assert types_of(events)[-4:] == ["error", "usage", "finish", "done"] and events[-2]["reason"] == "error"
     assert events[-4]["message"] == chat_engine.localize("shutting_down", "en")
     assert text_of(events) == "w0 w1 w2 "
@@ -275,7 +275,7 @@ def test_turn_interrupted_before_the_provider_is_asked_costs_nothing(chat_engine
                                                                     openai_stub):
     bot = make_chatbot(language="de")
     plan = _prepare(chat_engine, database, bot, "Früh beendet #early")
-    turn, events = _run_turn(chat_engine, plan, interrupt_after=0)
+    _turn, events = _run_turn(chat_engine, plan, interrupt_after=0)
     assert types_of(events) == ["error", "usage", "finish", "done"]
     assert events[1] == {"type": "usage", "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
     assert openai_stub.calls_with("#early") == []
@@ -287,7 +287,7 @@ def test_turn_interrupted_before_the_provider_is_asked_costs_nothing(chat_engine
 def test_interrupt_after_the_answer_changes_nothing(chat_engine, make_chatbot, database):
     bot = make_chatbot()
     plan = _prepare(chat_engine, database, bot, "Kurz")
-    turn, events = _run_turn(chat_engine, plan, interrupt_on="usage")
+    _turn, events = _run_turn(chat_engine, plan, interrupt_on="usage")
     assert events[-2] == {"type": "finish", "reason": "stop"} and "error" not in types_of(events)
     with database.unit_of_work() as s:
         assert s.get(Message, plan.assistant_message_id).finish_reason == "stop"

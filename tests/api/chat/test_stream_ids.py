@@ -70,7 +70,7 @@ def test_refusals_name_what_they_stored(client, chat_client, make_chatbot, datab
     assert [e["event"]["type"] for e in events] == ["error", "finish", "done"]
     assert events[1]["event"]["reason"] == "budget_exceeded"
     conversation_id, rows = stored(database, broke.chatbot_id, "budget-1")
-    refusal = [row for row in rows if row.role == "assistant"][0]
+    refusal = next(row for row in rows if row.role == "assistant")
     assert refusal.finish_reason == "budget_exceeded"
     assert response.headers["x-conversation-id"] == str(conversation_id)
     assert response.headers["x-message-id"] == str(refusal.id)

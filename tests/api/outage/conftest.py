@@ -128,7 +128,7 @@ def server_on():
                 break
             except httpx.HTTPError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(log_path.read_text()[-3000:])
+                    raise RuntimeError(log_path.read_text()[-3000:]) from None
                 time.sleep(0.1)
         return types.SimpleNamespace(base=base, process=process, log=lambda: log_path.read_text())
 

@@ -72,9 +72,9 @@ def start_server(settings):
                 return base
             except httpx.HTTPError:
                 if process.poll() is not None:
-                    raise RuntimeError(process.stderr.read().decode()[-3000:])
+                    raise RuntimeError(process.stderr.read().decode()[-3000:]) from None
                 if time.monotonic() > deadline:
-                    raise RuntimeError("server did not answer within 30 s")
+                    raise RuntimeError("server did not answer within 30 s") from None
                 time.sleep(0.1)
 
     yield start

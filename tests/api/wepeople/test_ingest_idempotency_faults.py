@@ -16,7 +16,7 @@ from tests.api.test_wepeople_errors import assert_wepeople_error
 from tests.api.wepeople.helpers import EVENTS, event, new_key
 
 # A worker that claims a key the way a request does, keeps renewing it, and is then killed.
-OWNER = """
+OWNER = f"""
 import json, sys, time, uuid
 from handlers.runtime import idempotency
 from models import ingest_idempotency as records
@@ -28,13 +28,13 @@ database = Database(url)
 keeper = idempotency.keeper_for(database, idempotency.LEASE_SECONDS, idempotency.RENEW_SECONDS)
 token = uuid.uuid4().hex
 with database.unit_of_work() as session:
-    assert records.claim(session, owner, key, idempotency.request_hash("POST", "%s", body),
+    assert records.claim(session, owner, key, idempotency.request_hash("POST", "{EVENTS}", body),
                          dt.timedelta(seconds=600), dt.timedelta(seconds=idempotency.LEASE_SECONDS),
                          token) is None
 keeper.hold(token)
 print("claimed", flush=True)
 time.sleep(600)
-""" % EVENTS
+"""
 
 
 def test_a_dead_workers_claim_frees_its_key_within_the_lease(client, settings, make_ingest_key, peek):

@@ -27,7 +27,8 @@ def test_quota_accepts_what_fits_then_answers_429(client, make_ingest_key, datab
     assert partial.status_code == 207, partial.text
     body = partial.json()
     assert body["accepted"] == 2
-    assert [(r["index"], r["code"]) for r in body["results"]["rejected"]] == [(2, "quota_exceeded"), (3, "quota_exceeded")]
+    assert [(r["index"], r["code"]) for r in body["results"]["rejected"]] == [
+        (2, "quota_exceeded"), (3, "quota_exceeded")]
     assert peek.usage(made.org_id) == quota and peek.event_count(made.org_id) == 2
 
     for path, payload in ((EVENTS, {"events": [event(9)]}),

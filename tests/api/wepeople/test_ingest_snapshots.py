@@ -36,7 +36,8 @@ def test_snapshot_202_body_and_all_three_metric_forms(client, make_ingest_key, p
 
 def test_unit_enum_and_metric_shapes_are_enforced(client, make_ingest_key, peek):
     made = make_ingest_key()
-    bad_unit = client.post(SNAPSHOTS, json=snapshot(metrics={"x": {"value": 1, "unit": "parsecs"}}), headers=made.headers)
+    bad_unit = client.post(SNAPSHOTS, json=snapshot(metrics={"x": {"value": 1, "unit": "parsecs"}}),
+                           headers=made.headers)
     error = assert_wepeople_error(bad_unit, 400, "invalid_body")
     assert "metrics.x" in error["message"]
     for metrics in ({"x": [1, 2]}, {"x": None}, {"x": True}):
