@@ -79,8 +79,9 @@ def configure(level: str = "INFO", log_format: str = "text", stream=None) -> Non
     json_lines = validate_log_format(log_format) == "json"
     handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
-    for old in list(root.handlers):  # ours from an earlier call, or gunicorn's (JSON mode)
-        root.removeHandler(old)
+    for old in list(root.handlers):  # console handlers: ours from an earlier call, gunicorn's (JSON mode)
+        if isinstance(old, logging.StreamHandler) and getattr(old, "stream", None) in (sys.stderr, sys.stdout):
+            root.removeHandler(old)
     handler._contract_server = True
     root.addHandler(handler)
     root.setLevel(level.upper())

@@ -3,6 +3,7 @@ PostgreSQL database when TEST_DATABASE_URL is set), Redis when TEST_REDIS_URL is
 the app, an HTTP client, and factories for tenants and keys."""
 from __future__ import annotations
 
+import logging
 import os
 import types
 import uuid
@@ -13,6 +14,7 @@ from models import alpinechat, migrate, wepeople
 from models.config import Settings
 from models.db import Database
 from scripts import databases
+from tests.log_scan import SecretScanner
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or None
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL") or None
@@ -24,6 +26,17 @@ BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
 def throwaway_postgres(prefix: str):
     """A new database on TEST_DATABASE_URL's server, dropped afterwards."""
     return databases.throwaway_postgres(TEST_DATABASE_URL, prefix)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log():
+    """Every record the run logs in this process is scanned for keys and webhook secrets;
+    one found fails the run (reported at its end)."""
+    scanner = SecretScanner()
+    logging.getLogger().addHandler(scanner)
+    yield scanner
+    logging.getLogger().removeHandler(scanner)
+    assert not scanner.leaks, "secrets in the logs:\n" + "\n".join(scanner.leaks[:20])
 
 
 @pytest.fixture(autouse=True)
