@@ -175,6 +175,18 @@ def test_healthz_database_down(client, app, monkeypatch):
     assert any(e.startswith("database") for e in response.json()["errors"])
 
 
+def test_liveness_touches_no_dependency(client, app, monkeypatch):
+    """/livez (off the contracts) says the process answers, even while readiness fails."""
+    from models.db import Database
+
+    runtime = app.app.extensions["runtime"]
+    monkeypatch.setattr(runtime, "database", Database("postgresql+psycopg2://nobody@127.0.0.1:1/none"))
+    assert client.get("/api/healthz").status_code == 503
+    response = client.get("/livez")
+    assert response.status_code == 200 and response.json() == {"status": "alive"}
+    assert client.head("/livez").status_code == 200
+
+
 def test_widget_config_public_cached_and_conditional(client, make_chatbot):
     bot = make_chatbot(allowed_origins=["https://example.com"], model="gpt-secret-model")
     response = client.get(f"/api/widget-config/{bot.slug}")

@@ -118,6 +118,7 @@ SOURCES = {
     "models/chat": ("alpinechat",),
     "handlers/runtime": ("wepeople", "alpinechat"),
     "models": ("wepeople", "alpinechat"),
+    "scripts": ("wepeople", "alpinechat"),  # the benchmark's baseline app refuses with WePeople's codes
 }
 ERROR_TYPES = {"ApiError", "DomainError", "Rejection"}
 # Codes passed on, not written: the snapshot path re-raises a Rejection's code (those are
