@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import gzip
 import http.client
 import io
@@ -69,7 +70,7 @@ def seed(url: str):
 
     migrate.upgrade(url)
     database = Database(url)
-    from models import ingest
+    from models.ingest import actors, service
 
     with database.unit_of_work() as s:
         org = wepeople.create_organization(s, "Bench Org", plan="enterprise")
@@ -77,8 +78,8 @@ def seed(url: str):
     with database.unit_of_work() as s:
         # The batches' actors, as their first batch would create them (the COPY baseline
         # runs first and needs their ids).
-        directory = ingest.WorkerDirectory(s, org.id, ingest.ensure_connection(s, app))
-        directory.resolve_all([ingest.ActorRef(external_id=f"user-{n}", display_name=f"User {n}")
+        directory = actors.WorkerDirectory(s, org.id, service.ensure_connection(s, app))
+        directory.resolve_all([actors.ActorRef(external_id=f"user-{n}", display_name=f"User {n}")
                                for n in range(ACTORS)])
     database.dispose()
     return org.id, app.id
@@ -215,26 +216,29 @@ def copy_baseline(url: str, org_id, app_id, batches: int, connections: int) -> f
     one transaction per 500-row batch."""
     import psycopg2
 
-    from models import ingest
+    from models.db import utcnow
+    from models.ingest.encoding import copy_text, parse_timestamp, to_json
+    from models.ingest.writer import COPY_EVENTS
 
     engine = create_engine(url, poolclass=NullPool)
     with engine.connect() as connection:
         workers = dict(connection.execute(text(
             "SELECT external_id, id FROM workers WHERE organization_id = :org"), {"org": org_id}).all())
     engine.dispose()
-    now = ingest.utcnow()
+    now = utcnow()
     payloads = []
     for n in range(16):
         buffer = io.StringIO()
         for event in make_batch(n):
-            occurred, offset, _ = ingest.parse_timestamp(event["timestamp"], now)
+            written, offset = parse_timestamp(event["timestamp"])
+            occurred = written.astimezone(dt.UTC)
             row = (org_id, app_id, workers[event["actor"]["externalId"]], "custom:bench-app", "event",
                    event["eventType"], event["category"], occurred, offset, event["duration"],
-                   ingest.dumps(event["metadata"]), "req_bench", now)
-            buffer.write("\t".join(ingest._copy_text(v) for v in row) + "\n")
+                   to_json(event["metadata"])[0], "req_bench", now)
+            buffer.write("\t".join(copy_text(v) for v in row) + "\n")
         payloads.append(buffer.getvalue().encode())
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    sql = ingest.COPY_EVENTS
+    sql = COPY_EVENTS
     counter = iter(range(batches))
     lock = threading.Lock()
 
