@@ -9,6 +9,7 @@ import uuid
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
+from models import metrics
 from models.db import Prepared, upsert_insert
 from models.errors import DomainError
 from models.ingest.tables import IngestUsage
@@ -69,6 +70,7 @@ def charge(session: Session, organization_id: uuid.UUID, wanted: int, quota: int
         return 0
     params = {"organization_id": organization_id, "month": current_month(now), "wanted": wanted}
     total = _usage_upsert(session.get_bind().dialect.name).rows(session, params)[0].events
+    metrics.QUOTA_USED.labels(str(organization_id)).set(total if quota is None else min(total, quota))
     if quota is None or total <= quota:
         return wanted
     over = min(wanted, total - quota)

@@ -72,6 +72,7 @@ def test_counts_after_real_traffic_on_both_apis(metered_server, make_ingest_key,
     assert grew("ingest_events_total", result="accepted", code="") == 1  # the replay stored nothing new
     assert grew("ingest_events_total", result="rejected", code="invalid_body") == 1
     assert grew("ingest_idempotency_total", outcome="replayed") == 1
+    assert value(after, "ingest_quota_used_events", organization_id=str(ingest.org_id)) == 1
     assert grew("chat_turns_total", finish_reason="stop") == 1
     assert grew("chat_time_to_first_byte_seconds_count") == 1
     assert grew("chat_tokens_total", chatbot_id=str(bot.chatbot_id), kind="completion") > 0
