@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import logging
+import os
+import socket
 import sys
 from typing import Any
 
@@ -18,6 +20,8 @@ import orjson
 
 from models.config import validate_log_format
 
+# Which host wrote a line (LOG_HOST, or the machine's name), when several write to one place.
+HOST = os.environ.get("LOG_HOST") or socket.gethostname()
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(request)s: %(message)s"
 
 _request: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_request", default=None)
@@ -61,6 +65,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
+            "host": HOST,
             "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
