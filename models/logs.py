@@ -39,10 +39,6 @@ def reset(token: contextvars.Token) -> None:
     _request.reset(token)
 
 
-def current() -> dict[str, Any]:
-    return _request.get() or {}
-
-
 class RequestContextFilter(logging.Filter):
     """Puts the current request's fields on every record (as attributes, and as `request`,
     a short suffix for the text format)."""

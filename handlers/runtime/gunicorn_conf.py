@@ -34,9 +34,12 @@ keepalive = 5
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
-LOG_FORMAT = os.environ.get("LOG_FORMAT", "text").strip().lower() or "text"
-if LOG_FORMAT not in ("text", "json"):
-    raise SystemExit(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
+try:  # models.config reads no metrics: prometheus-client's directory is not needed yet
+    from models.config import validate_log_format
+
+    LOG_FORMAT = validate_log_format(os.environ.get("LOG_FORMAT", "text"))
+except ValueError as exc:
+    raise SystemExit(str(exc)) from None
 if LOG_FORMAT == "json":
     # gunicorn's own lines as JSON too: one object per line on stderr.
     logconfig_dict = {
