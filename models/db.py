@@ -121,14 +121,25 @@ def _ping_when_in_doubt(engine: Engine) -> None:
             raise exc.DisconnectionError(f"connection lost while pooled: {error}") from error
 
 
-def _contact(_dbapi_connection, _record) -> None:
+def _contact(state: outage.DependencyState, _dbapi_connection, _record) -> None:
     # A new connection is the database answering again after an outage.
-    outage.DATABASE.up()
+    state.up()
 
 
-def _committed(_session) -> None:
+def _committed(state: outage.DependencyState, _session) -> None:
     # A transaction committed: the database answers (after an outage without new connections).
-    outage.DATABASE.up()
+    state.up()
+
+
+def _flushed(session: Session, _context) -> None:
+    session.info["wrote"] = True
+
+
+def _committed_writes(state: outage.DependencyState, session: Session) -> None:
+    # SQLite: reads (and new connections) go on while another process holds the write
+    # lock, so only a committed write says the database is back.
+    if session.info.pop("wrote", False):
+        state.up()
 
 
 def _statement_timeout(seconds: float):
@@ -149,8 +160,9 @@ def _statement_timeout(seconds: float):
 
 def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 5, echo: bool = False,
                 connect_timeout: float = 5, pool_timeout: float = 10, busy_timeout: float = 10,
-                statement_timeout: float = 0) -> Engine:
-    """`connect_timeout` (PostgreSQL): a server that does not answer fails the connection
+                statement_timeout: float = 0, state: outage.DependencyState | None = None) -> Engine:
+    """`state` (PostgreSQL): told the database is up whenever a new connection opens.
+    `connect_timeout` (PostgreSQL): a server that does not answer fails the connection
     (and the request, 503) instead of hanging it. `pool_timeout`: how long a request
     waits for a pooled connection. `busy_timeout` (SQLite): how long a write waits for
     the file's lock. `statement_timeout` (PostgreSQL, 0 = none): the longest a statement
@@ -163,7 +175,6 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 5, echo: b
             connect_args={"check_same_thread": False, "timeout": busy},
         )
         event.listen(engine, "connect", functools.partial(_sqlite_pragmas, busy_ms=int(busy * 1000)))
-        event.listen(engine, "connect", _contact)
         return engine
     engine = create_engine(
         url, echo=echo, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout,
@@ -173,7 +184,8 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 5, echo: b
     _ping_when_in_doubt(engine)
     if statement_timeout:
         event.listen(engine, "connect", _statement_timeout(statement_timeout))
-    event.listen(engine, "connect", _contact)
+    if state is not None:
+        event.listen(engine, "connect", functools.partial(_contact, state))
     return engine
 
 
@@ -203,12 +215,21 @@ class Database:
                  connect_timeout: float = 5, pool_timeout: float = 10, busy_timeout: float = 10,
                  statement_timeout: float = 0):
         self.url = url
+        # Up or down as this database's own requests and probes see it: logged once per
+        # transition, reported by health and metrics.
+        self.outage = outage.DependencyState("database")
         self.pool_size, self.max_overflow = pool_size, max_overflow
         timeouts = {"connect_timeout": connect_timeout, "pool_timeout": pool_timeout,
                     "busy_timeout": busy_timeout, "statement_timeout": statement_timeout}
-        self.engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow, echo=echo, **timeouts)
+        self.engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow, echo=echo,
+                                  state=self.outage, **timeouts)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
-        event.listen(self.Session, "after_commit", _committed)
+        if self.is_sqlite:
+            event.listen(self.Session, "after_flush", _flushed)
+            event.listen(self.Session, "after_rollback", lambda session: session.info.pop("wrote", None))
+            event.listen(self.Session, "after_commit", functools.partial(_committed_writes, self.outage))
+        else:
+            event.listen(self.Session, "after_commit", functools.partial(_committed, self.outage))
         _count_pool_use(self.engine)
         # For single reads outside a unit of work (every request's key lookup): on
         # PostgreSQL the same pool's connections in autocommit while checked out, so a
@@ -251,7 +272,7 @@ class Database:
             isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2},
         )
         event.listen(engine, "connect", _statement_timeout(0.9))
-        event.listen(engine, "connect", _contact)
+        event.listen(engine, "connect", functools.partial(_contact, self.outage))
         return engine
 
     def ping(self) -> None:

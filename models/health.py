@@ -72,9 +72,9 @@ def _ping_database(database: Database) -> None:
     except Exception as error:
         reason = outage.database_outage(error)
         if reason:
-            outage.DATABASE.down(reason)
+            database.outage.down(reason)
         raise
-    outage.DATABASE.up()
+    database.outage.up()
 
 
 PROBE = HealthProbe()

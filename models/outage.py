@@ -1,5 +1,5 @@
 """Dependency outages: which failures mean "the database is unreachable", and one
-state object per process and dependency that logs when it goes down and comes back.
+state object per dependency (per `Database`, per Redis client) that logs when it goes down and comes back.
 
 During an outage every request fails the same way; a traceback per request would bury
 the one line an operator needs. Requests report failures here (`down`), successful
@@ -12,6 +12,7 @@ import logging
 import sqlite3
 import threading
 import time
+import weakref
 
 from sqlalchemy import exc as sa_exc
 
@@ -31,6 +32,9 @@ _PG_UNAVAILABLE = ("08", "53300", "57P01", "57P02", "57P03", "57014")
 _SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o", "readonly", "no such file")
 
 
+_STATES: weakref.WeakSet[DependencyState] = weakref.WeakSet()
+
+
 class DependencyState:
     """Up or down, as last observed in this process; logs each transition once."""
 
@@ -40,6 +44,7 @@ class DependencyState:
         self.since = time.monotonic()
         self.reason = ""
         self._lock = threading.Lock()
+        _STATES.add(self)
         self.publish()
 
     def publish(self) -> None:
@@ -69,7 +74,10 @@ class DependencyState:
         log.warning("%s is back after %.1f s", self.name, lasted)
 
 
-DATABASE = DependencyState("database")
+def publish_all() -> None:
+    """Republishes every live state: a forked worker's samples start from zero."""
+    for state in list(_STATES):
+        state.publish()
 
 
 def database_outage(error: BaseException | None) -> str | None:

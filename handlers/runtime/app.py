@@ -72,7 +72,7 @@ class Runtime:
         self.settings = settings
         self.contracts = contracts
         self.database = database
-        self.renderer = ErrorRenderer(contracts, settings.public_base_url)
+        self.renderer = ErrorRenderer(contracts, settings.public_base_url, database_outage=self.database.outage)
         self.trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self.limiter = RateLimiter(settings.redis_url, connect_timeout=settings.redis_connect_timeout,
                                    read_timeout=settings.redis_read_timeout, cooldown=settings.redis_retry_seconds)

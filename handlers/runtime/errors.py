@@ -115,8 +115,11 @@ def _framework_status(exc: BaseException) -> int | None:
 
 
 class ErrorRenderer:
-    def __init__(self, contracts: Contracts, public_base_url: str | None = None):
+    def __init__(self, contracts: Contracts, public_base_url: str | None = None,
+                 database_outage: outage.DependencyState | None = None):
         self.contracts = contracts
+        # Told when a request fails because the database is unreachable (one log line).
+        self.database_outage = database_outage or outage.DependencyState("database")
         self.public_base_url = public_base_url.rstrip("/") if public_base_url else None
         code_schema = contracts.wepeople.schema("Error")["properties"]["error"]["properties"]["code"]
         self.wepeople_codes: list[str] = code_schema["enum"]
@@ -162,7 +165,7 @@ class ErrorRenderer:
             reason = outage.database_outage(exc)
             if reason:
                 # A known condition, logged once when it starts (no traceback per request).
-                outage.DATABASE.down(reason)
+                self.database_outage.down(reason)
                 exc = unavailable(api)
         headers = dict(getattr(exc, "headers", None) or {})
         if api is self.contracts.wepeople:

@@ -105,6 +105,6 @@ def post_worker_init(worker):
     from handlers.runtime.shutdown import configure_from_gunicorn
     from models import outage
 
-    outage.DATABASE.publish()  # this worker's own metrics sample
+    outage.publish_all()  # this worker's own metrics samples
 
     configure_from_gunicorn(worker)

@@ -12,6 +12,7 @@ from handlers.runtime.app import Runtime, create_app, handler_name
 from handlers.runtime.ratelimit import RateLimiter
 from handlers.runtime.specs import StaleBundleError, load_contracts
 from models.config import ROOT, Settings
+from models.db import Database
 
 
 def test_refuses_to_start_from_a_stale_bundle(monkeypatch):
@@ -40,7 +41,9 @@ def _scope(peer, forwarded=None):
 @pytest.fixture
 def runtime():
     settings = Settings.from_env({"TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1"}, database_url="sqlite://")
-    return Runtime(settings, load_contracts(), database=None)
+    database = Database("sqlite://")
+    yield Runtime(settings, load_contracts(), database=database)
+    database.dispose()
 
 
 def test_client_ip_is_the_socket_peer_without_trusted_proxy(runtime):

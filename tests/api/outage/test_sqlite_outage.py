@@ -23,7 +23,6 @@ def sqlite_app(tmp_path):
     url = f"sqlite:///{tmp_path / 'app.db'}"
     migrate.upgrade(url)
     database = Database(url, busy_timeout=0.3)
-    outage.DATABASE.is_down = False  # another test's outage is not this one's
     app = create_app(Settings.from_env({}, database_url=url, public_base_url="http://testserver"),
                      database=database)
     yield app, database, tmp_path / "app.db"
