@@ -7,8 +7,9 @@ this module when one breaks, so that widening a pin in setup.cfg is a matter of 
 that test. (handlers/runtime/http_protocol.py subclasses uvicorn's httptools protocol;
 its assumptions are checked by the same test.)
 
-- connexion: the routing result in the scope (`ROUTING_CONTEXT`) and the ASGI bridge of
-  `FlaskApp` (`_middleware_app.asgi_app`).
+- connexion: the routing result in the scope (`ROUTING_CONTEXT`), the security result in
+  the scope (`connexion_context`), and the ASGI bridge of `FlaskApp`
+  (`_middleware_app.asgi_app`).
 - a2wsgi: `WSGIResponder`'s `send`/`sender`/`loop`/`send_queue` (QueuedWSGIResponder).
 """
 from __future__ import annotations
@@ -29,6 +30,12 @@ def routed_operation_id(scope: dict) -> str | None:
     gave the operation); None before routing or when no operation matched."""
     routing = scope.get("extensions", {}).get(ROUTING_CONTEXT)
     return routing.get("operation_id") if routing else None
+
+
+def verified_principal(scope: dict) -> dict | None:
+    """What connexion's SecurityMiddleware verified (our bearer handler's principal): it
+    keeps it in the scope, which connexion's `context` reads inside Flask."""
+    return scope.get("extensions", {}).get("connexion_context", {}).get("token_info")
 
 
 def install_wsgi_bridge(app, bridge) -> None:

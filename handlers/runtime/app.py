@@ -28,6 +28,7 @@ from handlers.runtime.adapters import QueuedWSGIMiddleware
 from handlers.runtime.cors import ChatbotCorsMiddleware
 from handlers.runtime.docs import add_documentation
 from handlers.runtime.errors import ApiError, ErrorRenderer
+from handlers.runtime.event_loop import EventLoopOperations
 from handlers.runtime.health import HealthMiddleware
 from handlers.runtime.jsonifier import FastJsonifier
 from handlers.runtime.middleware import EdgeMiddleware, base_url_of, request_id_of
@@ -311,6 +312,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.add_middleware(HealthMiddleware, position=MiddlewarePosition.BEFORE_SECURITY, runtime=runtime)
     # Streams chat turns on the event loop.
     app.add_middleware(ChatStreamMiddleware, position=MiddlewarePosition.BEFORE_SECURITY, runtime=runtime)
+    # Last before connexion's context: I/O-free operations (ping) answered on the loop.
+    app.add_middleware(EventLoopOperations, position=MiddlewarePosition.BEFORE_CONTEXT,
+                       runtime=runtime, jsonifier=jsonifier)
     add_documentation(app, contracts, settings.public_base_url)
     add_widget_routes(app, runtime)
     return app

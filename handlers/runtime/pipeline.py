@@ -19,6 +19,10 @@ named piece that the spec switches on:
 
 Handlers receive a typed `RequestContext` first, then the operation's parameters and
 body by their spec names (connexion's own argument passing).
+
+A handler marked `@no_io` (it reads its context and nothing else) runs on the event loop
+when its operation takes no parameters or body and no stage of its pipeline waits on
+anything (handlers/runtime/event_loop.py): no WSGI thread, no Flask request.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from connexion import context as connexion_context
 from flask import Response, make_response
 from flask import request as flask_request
 
+from handlers.runtime.adapters import verified_principal
 from handlers.runtime.documented import foreign_key_translation
 from handlers.runtime.errors import ApiError
 from handlers.runtime.idempotency import Idempotency
@@ -112,7 +117,7 @@ class Authenticate(Stage):
     """The principal of the bearer key connexion's security handler verified."""
 
     def __call__(self, ctx, kwargs):
-        ctx.principal = connexion_context.context.get("token_info")
+        ctx.principal = verified_principal(ctx.scope)
         ctx.scope.setdefault("state", {})[PRINCIPAL] = ctx.principal
         return self.next(ctx, kwargs)
 
@@ -229,8 +234,16 @@ class CallHandler:
         return f"{self.handler.__module__}.{self.handler.__name__}"
 
 
+def no_io(handler):
+    """Marks a handler that does no I/O and does not block: it reads its context (the
+    principal, the settings) and returns. Its operation may then run on the event loop."""
+    handler.no_io = True
+    return handler
+
+
 class Pipeline:
-    """The callable connexion runs for one operation (in Flask's request context)."""
+    """The callable connexion runs for one operation (in Flask's request context), or
+    the event loop runs (`run`) when `on_event_loop`."""
 
     def __init__(self, runtime: Runtime, operation: Operation, stages: list[Stage], handler):
         self.runtime = runtime
@@ -252,8 +265,11 @@ class Pipeline:
         self.__doc__ = handler.__doc__
 
     def __call__(self, **kwargs):
-        ctx = RequestContext(self.runtime, self.operation, connexion_context.scope)
-        # Records logged in this (WSGI) thread carry the request's id and operation.
+        return self.run(connexion_context.scope, kwargs)
+
+    def run(self, scope: dict, kwargs: dict):
+        ctx = RequestContext(self.runtime, self.operation, scope)
+        # Records logged while it runs carry the request's id and operation.
         binding = logs.bind(request_id=ctx.request_id, operation=self.operation.operation_id)
         try:
             return self._first(ctx, kwargs)
@@ -261,11 +277,24 @@ class Pipeline:
             logs.reset(binding)
 
     @property
+    def on_event_loop(self) -> bool:
+        """Nothing here waits: a `@no_io` handler, no arguments to bind, and only stages
+        that neither wait nor need Flask's request."""
+        source = self.operation.source
+        return (getattr(self.handler, "no_io", False) and not source.get("parameters")
+                and "requestBody" not in source and all(isinstance(stage, NON_BLOCKING) for stage in self.stages))
+
+    @property
     def stage_names(self) -> list[str]:
         return [repr(stage) for stage in self.stages]
 
     def __repr__(self) -> str:
         return f"Pipeline({self.operation.operation_id}: {' > '.join(self.stage_names)})"
+
+
+# Stages that neither wait on a dependency nor use Flask's request. (UnitOfWork opens a
+# session only when the handler uses one, which a `@no_io` handler does not.)
+NON_BLOCKING = (Authenticate, DocumentedErrors, UnitOfWork)
 
 
 def limited(operation: Operation) -> bool:
@@ -310,4 +339,4 @@ def build_pipeline(operation: Operation, runtime: Runtime, handler) -> Pipeline:
     return Pipeline(runtime, operation, stages, handler)
 
 
-__all__ = ["ApiError", "Pipeline", "RequestContext", "build_pipeline"]
+__all__ = ["ApiError", "Pipeline", "RequestContext", "build_pipeline", "no_io"]

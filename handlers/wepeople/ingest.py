@@ -6,7 +6,7 @@ import functools
 import sqlalchemy
 from flask import Response
 
-from handlers.runtime.pipeline import RequestContext
+from handlers.runtime.pipeline import RequestContext, no_io
 from handlers.runtime.specs import ApiSpec, compile_schema
 from handlers.runtime.validation import TOO_DEEP, field_of, schema_errors
 from models import metrics
@@ -15,6 +15,7 @@ from models.ingest.encoding import to_json
 from models.ingest.rules import BatchResult, IngestRules, Rejection
 
 
+@no_io
 def ping(ctx: RequestContext):
     principal = ctx.principal
     return {
