@@ -236,7 +236,8 @@ class CallHandler:
 
 def no_io(handler):
     """Marks a handler that does no I/O and does not block: it reads its context (the
-    principal, the settings) and returns. Its operation may then run on the event loop."""
+    principal, the settings) and returns a JSON value, or (value, status[, headers]).
+    Its operation may then run on the event loop."""
     handler.no_io = True
     return handler
 
