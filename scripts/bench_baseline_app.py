@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import time
 import uuid
@@ -39,6 +38,7 @@ import orjson
 import yaml
 from flask import Flask, Response, request
 
+from handlers.runtime.idempotency import request_hash
 from models import ingest_idempotency as records
 from models import wepeople
 from models.config import ROOT, Settings
@@ -173,8 +173,7 @@ def create_app() -> Flask:
         owner = p["key_id"]
         token = None
         if idempotency_key:
-            canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-            digest = hashlib.sha256(f"POST {request.path}\n{canonical}".encode()).hexdigest()
+            digest = request_hash("POST", request.path, body)  # the project's own function
             token = uuid.uuid4().hex
             with database.unit_of_work() as session:
                 existing = records.claim(session, owner, idempotency_key, digest, replay_window, LEASE, token)

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from handlers.runtime.idempotency import request_hash
+from handlers.runtime.idempotency import request_hash, same_request, stdlib_request_hash
 from models.ingest.encoding import copy_text, copy_timestamp, echoed_now, metadata_text, parse_timestamp, to_json
 from models.ingest.quota import current_month, seconds_until_next_month
 
@@ -75,3 +75,31 @@ def test_request_hash_is_canonical():
         request_hash("POST", "/x", {"b": [1, {"d": 3, "c": 2}], "a": 1})
     assert request_hash("POST", "/x", {"a": 1}) != request_hash("POST", "/y", {"a": 1})
     assert request_hash("POST", "/x", {"a": 1}) != request_hash("POST", "/x", {"a": 2})
+
+
+@pytest.mark.parametrize("body", [
+    {"events": [{"actor": {"email": "a@example.com"}, "type": "deal.won", "n": 12, "ok": True, "x": None}]},
+    {"text": "Grüße, Ümlaute, 日本語, emoji \U0001F600, quote \" backslash \\ slash /"},
+    {"control": "tab\t newline\n cr\r bell\x07 nul\x00 del\x7f", "seps": "\u2028\u2029"},
+    {"zz": 1, "a": {"b": [], "a": {}}, "É": 2, "e": 3, "": 0},
+    [1, -2, 9223372036854775807, -9223372036854775808, "x"],
+])
+def test_orjson_hash_is_the_stdlib_hash_for_bodies_without_fractions(body):
+    # Records hashed before orjson wrote the hash keep matching their retries.
+    assert request_hash("POST", "/x", body) == stdlib_request_hash("POST", "/x", body)
+
+
+def test_a_record_hashed_by_the_stdlib_still_names_its_request():
+    body = {"value": 1e-7, "big": 1e16, "plain": 2.5}
+    digest = request_hash("POST", "/x", body)
+    assert digest != stdlib_request_hash("POST", "/x", body)  # 1e-07 against 1e-7
+    assert same_request(stdlib_request_hash("POST", "/x", body), digest, "POST", "/x", body)
+    assert same_request(digest, digest, "POST", "/x", body)
+    other = {"value": 2e-7, "big": 1e16, "plain": 2.5}
+    assert not same_request(stdlib_request_hash("POST", "/x", other), digest, "POST", "/x", body)
+
+
+def test_integers_beyond_64_bits_are_hashed_too():
+    body = {"n": 2**70}
+    assert request_hash("POST", "/x", body) == stdlib_request_hash("POST", "/x", body)
+    assert request_hash("POST", "/x", body) != request_hash("POST", "/x", {"n": 2**70 + 1})
