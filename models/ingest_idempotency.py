@@ -75,6 +75,12 @@ def find(session: Session, owner: str, key: str) -> IdempotencyRecord | None:
         IdempotencyRecord.owner == owner, IdempotencyRecord.idempotency_key == key))
 
 
+# Callers read a record again after these statements rather than reuse an object they
+# loaded before, so SQLAlchemy need not evaluate the WHERE clauses in Python to keep
+# loaded objects in step (about a quarter of an idempotent request's ORM time).
+NO_SYNC = {"synchronize_session": False}
+
+
 def claim(session: Session, owner: str, key: str, request_hash: str, window: dt.timedelta,
           lease: dt.timedelta, token: str, now: dt.datetime | None = None) -> IdempotencyRecord | None:
     """Tries to become the owner of (owner, key) under `token`. Returns None when claimed,
@@ -84,7 +90,7 @@ def claim(session: Session, owner: str, key: str, request_hash: str, window: dt.
     session.execute(delete(IdempotencyRecord).where(
         IdempotencyRecord.owner == owner, IdempotencyRecord.idempotency_key == key,
         (IdempotencyRecord.expires_at <= now) | _lapsed(now),
-    ))
+    ).execution_options(**NO_SYNC))
     try:
         session.add(IdempotencyRecord(owner=owner, idempotency_key=key, request_hash=request_hash,
                                       created_at=now, expires_at=now + window,
@@ -101,7 +107,7 @@ def renew(session: Session, tokens: list[str], lease: dt.timedelta, now: dt.date
     """Extends the leases of the claims in flight under `tokens`."""
     result = session.execute(update(IdempotencyRecord).where(
         IdempotencyRecord.claim_token.in_(tokens), IdempotencyRecord.status.is_(None),
-    ).values(lease_until=(now or utcnow()) + lease))
+    ).values(lease_until=(now or utcnow()) + lease).execution_options(**NO_SYNC))
     return result.rowcount
 
 
@@ -112,7 +118,7 @@ def complete(session: Session, owner: str, key: str, token: str, status: int, he
     result = session.execute(update(IdempotencyRecord).where(
         IdempotencyRecord.owner == owner, IdempotencyRecord.idempotency_key == key,
         IdempotencyRecord.claim_token == token, IdempotencyRecord.status.is_(None),
-    ).values(status=status, headers=headers, body=body))
+    ).values(status=status, headers=headers, body=body).execution_options(**NO_SYNC))
     return result.rowcount == 1
 
 
@@ -120,4 +126,4 @@ def release(session: Session, owner: str, key: str, token: str) -> None:
     """Gives up an unfinished claim (its request failed): a retry may run again."""
     session.execute(delete(IdempotencyRecord).where(
         IdempotencyRecord.owner == owner, IdempotencyRecord.idempotency_key == key,
-        IdempotencyRecord.claim_token == token, IdempotencyRecord.status.is_(None)))
+        IdempotencyRecord.claim_token == token, IdempotencyRecord.status.is_(None)).execution_options(**NO_SYNC))
