@@ -121,13 +121,8 @@ def _ping_when_in_doubt(engine: Engine) -> None:
             raise exc.DisconnectionError(f"connection lost while pooled: {error}") from error
 
 
-def _contact(state: outage.DependencyState, _dbapi_connection, _record) -> None:
-    # A new connection is the database answering again after an outage.
-    state.up()
-
-
-def _committed(state: outage.DependencyState, _session) -> None:
-    # A transaction committed: the database answers (after an outage without new connections).
+def _answered(state: outage.DependencyState, *_event) -> None:
+    # A new connection, or a committed transaction: the database answers again.
     state.up()
 
 
@@ -185,7 +180,7 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 5, echo: b
     if statement_timeout:
         event.listen(engine, "connect", _statement_timeout(statement_timeout))
     if state is not None:
-        event.listen(engine, "connect", functools.partial(_contact, state))
+        event.listen(engine, "connect", functools.partial(_answered, state))
     return engine
 
 
@@ -229,7 +224,7 @@ class Database:
             event.listen(self.Session, "after_rollback", lambda session: session.info.pop("wrote", None))
             event.listen(self.Session, "after_commit", functools.partial(_committed_writes, self.outage))
         else:
-            event.listen(self.Session, "after_commit", functools.partial(_committed, self.outage))
+            event.listen(self.Session, "after_commit", functools.partial(_answered, self.outage))
         _count_pool_use(self.engine)
         # For single reads outside a unit of work (every request's key lookup): on
         # PostgreSQL the same pool's connections in autocommit while checked out, so a
@@ -272,7 +267,7 @@ class Database:
             isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2},
         )
         event.listen(engine, "connect", _statement_timeout(0.9))
-        event.listen(engine, "connect", functools.partial(_contact, self.outage))
+        event.listen(engine, "connect", functools.partial(_answered, self.outage))
         return engine
 
     def ping(self) -> None:

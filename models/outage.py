@@ -1,5 +1,5 @@
 """Dependency outages: which failures mean "the database is unreachable", and one
-state object per dependency (per `Database`, per Redis client) that logs when it goes down and comes back.
+state object per database (`Database.outage`) that logs when it goes down and comes back.
 
 During an outage every request fails the same way; a traceback per request would bury
 the one line an operator needs. Requests report failures here (`down`), successful

@@ -1,6 +1,6 @@
 """Operations answered on the event loop: no WSGI thread, no Flask request.
 
-A pipeline whose handler is marked `@no_io`, that takes no parameters or body, and
+A pipeline whose handler is marked `@no_io` and takes no argument but its context, and
 whose stages never wait (`Pipeline.on_event_loop`) runs here, right after connexion
 routed, authenticated and validated the request (its key lookup is connexion's, in a
 thread when not cached). WePeople's ping is one: its cost is that of a key check, not

@@ -21,8 +21,8 @@ Handlers receive a typed `RequestContext` first, then the operation's parameters
 body by their spec names (connexion's own argument passing).
 
 A handler marked `@no_io` (it reads its context and nothing else) runs on the event loop
-when its operation takes no parameters or body and no stage of its pipeline waits on
-anything (handlers/runtime/event_loop.py): no WSGI thread, no Flask request.
+when it takes no argument but its context and no stage of its pipeline waits on anything
+(handlers/runtime/event_loop.py): no WSGI thread, no Flask request.
 """
 from __future__ import annotations
 
@@ -279,11 +279,11 @@ class Pipeline:
 
     @property
     def on_event_loop(self) -> bool:
-        """Nothing here waits: a `@no_io` handler, no arguments to bind, and only stages
-        that neither wait nor need Flask's request."""
-        source = self.operation.source
-        return (getattr(self.handler, "no_io", False) and not source.get("parameters")
-                and "requestBody" not in source and all(isinstance(stage, NON_BLOCKING) for stage in self.stages))
+        """Nothing here waits: a `@no_io` handler that takes no argument but its context
+        (connexion validated any parameters already), and only stages that neither wait
+        nor need Flask's request."""
+        return (getattr(self.handler, "no_io", False) and not self.__signature__.parameters
+                and all(isinstance(stage, NON_BLOCKING) for stage in self.stages))
 
     @property
     def stage_names(self) -> list[str]:

@@ -134,3 +134,28 @@ def test_each_app_has_its_own_middleware_stack(app, settings, database):
     assert layers == [getattr(m, "func", m) for m in app.middleware.middlewares]
     assert len(layers) == len(set(layers))
     assert SwaggerUIMiddleware not in layers  # no console: its router would only cost
+
+
+def test_only_io_free_handlers_without_arguments_or_waiting_stages_run_on_the_event_loop(pipelines):
+    from handlers.runtime.pipeline import Authenticate, Limit, Pipeline, UnitOfWork, no_io
+
+    operation = pipelines["ping"].operation
+
+    @no_io
+    def bare(ctx):
+        return {}
+
+    @no_io
+    def with_argument(ctx, slug):
+        return {}
+
+    def unmarked(ctx):
+        return {}
+
+    def on_loop(handler, stages):
+        return Pipeline(None, operation, stages, handler).on_event_loop
+
+    assert on_loop(bare, [Authenticate(), UnitOfWork()])
+    assert not on_loop(with_argument, [Authenticate(), UnitOfWork()])
+    assert not on_loop(unmarked, [Authenticate(), UnitOfWork()])
+    assert not on_loop(bare, [Authenticate(), Limit(None, operation, None, "reject"), UnitOfWork()])
