@@ -2,7 +2,8 @@
 statuses it may get. `CLOSED` in a set means "no answer, the connection was closed" is
 acceptable (the client broke the exchange itself, or a head so large that the refusal
 races the client's own writes). Placeholders {WP} {AC} {SLUG} {OTHER} are filled with
-real keys and chatbot slugs by the runner."""
+real keys and chatbot slugs by the runner, {NONE} with a slug that names nothing, new in
+each run (limits count per slug in Redis, which outlives a run)."""
 from __future__ import annotations
 
 import dataclasses
@@ -389,7 +390,7 @@ add("slug-nul-cors", req("OPTIONS", "/api/chat/de%00mo", ["Origin: https://site.
                                                           "Access-Control-Request-Method: POST"]), {404}, "alpinechat")
 add("slug-nul-cors", req("POST", "/api/feedback/de%00mo", ["Origin: https://site.example", JSON], FEEDBACK), {404},
     "alpinechat")
-add("slug-unknown", req("POST", "/api/lead/no-such-bot", [AC_AUTH, JSON], LEAD), {401, 403, 404}, "alpinechat")
+add("slug-unknown", req("POST", "/api/lead/{NONE}", [AC_AUTH, JSON], LEAD), {401, 403, 404}, "alpinechat")
 
 # --- ids ---------------------------------------------------------------------------------------------------
 for conversation in ("not-a-uuid", "00000000-0000-4000-8000-00000000000", "{00000000-0000-4000-8000-000000000000}",

@@ -51,5 +51,5 @@ def hostile_keys(database):
         other_bot = alpinechat.create_chatbot(s, other, unique("bot"), "Other Bot")
         return types.SimpleNamespace(values={
             b"{WP}": wp_key.encode(), b"{AC}": ac_key.encode(), b"{SLUG}": bot.slug.encode(),
-            b"{OTHER}": other_bot.slug.encode(),
+            b"{OTHER}": other_bot.slug.encode(), b"{NONE}": unique("no-such-bot").encode(),
         })
