@@ -10,11 +10,15 @@ its assumptions are checked by the same test.)
 - connexion: the routing result in the scope (`ROUTING_CONTEXT`), the security result in
   the scope (`connexion_context`), and the ASGI bridge of `FlaskApp`
   (`_middleware_app.asgi_app`).
-- a2wsgi: `WSGIResponder`'s `send`/`sender`/`loop`/`send_queue` (QueuedWSGIResponder).
+- a2wsgi: `WSGIResponder`'s `send`/`sender`/`loop`/`send_queue` (QueuedWSGIResponder),
+  and the bridge's thread pool (`WSGIMiddleware.executor`), which operations run without
+  Flask share (`QueuedWSGIMiddleware.run_in_pool`).
 """
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import threading
 
 from a2wsgi import WSGIMiddleware
@@ -122,3 +126,14 @@ class QueuedWSGIMiddleware(WSGIMiddleware):
             finally:
                 watch.close()
         return await super().__call__(scope, receive, send)
+
+    async def run_in_pool(self, scope, receive, function):
+        """`function()` in the bridge's thread pool (the one WSGI_THREADS sizes), with the
+        caller's context variables and the same watch on the client as a Flask request."""
+        loop = asyncio.get_running_loop()
+        watch = scope.setdefault("state", {})[STATE_KEY] = DisconnectWatch(receive, loop)
+        try:
+            return await loop.run_in_executor(self.executor, functools.partial(contextvars.copy_context().run,
+                                                                               function))
+        finally:
+            watch.close()

@@ -26,11 +26,11 @@ from werkzeug.routing import RequestRedirect
 from handlers.runtime import adapters
 from handlers.runtime.adapters import QueuedWSGIMiddleware
 from handlers.runtime.cors import ChatbotCorsMiddleware
+from handlers.runtime.direct import DirectOperations
 from handlers.runtime.docs import add_documentation
 from handlers.runtime.errors import ApiError, ErrorRenderer
-from handlers.runtime.event_loop import EventLoopOperations
 from handlers.runtime.health import HealthMiddleware
-from handlers.runtime.jsonifier import FastJsonifier
+from handlers.runtime.jsonifier import JSONIFIER
 from handlers.runtime.middleware import EdgeMiddleware, base_url_of, request_id_of
 from handlers.runtime.pipeline import Pipeline, build_pipeline
 from handlers.runtime.ratelimit import RateLimiter
@@ -260,7 +260,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                              middlewares=list(MIDDLEWARES))  # connexion adds ours to this list
     # connexion builds a2wsgi's bridge with its default 10 threads; this one is sized from
     # config and does not hold a thread while the loop sends the response.
-    adapters.install_wsgi_bridge(app, QueuedWSGIMiddleware(app.app.wsgi_app, workers=settings.wsgi_threads))
+    bridge = QueuedWSGIMiddleware(app.app.wsgi_app, workers=settings.wsgi_threads)
+    adapters.install_wsgi_bridge(app, bridge)
     # The composition root: the chat engine is built here and held by the runtime.
     runtime.chat_engine = build_chat_engine(runtime)
     build_pipelines(runtime)
@@ -274,7 +275,6 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         "alpinechat": AlpineChatAuth(database),
     }
     app.app.extensions["key_usage"] = key_usage
-    jsonifier = FastJsonifier()  # Flask's bytes, written by orjson
     for api in contracts:
         validator_map = {
             "parameter": parameter_validator_for(api),
@@ -292,7 +292,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             validate_responses=False,
             pythonic_params=True,
             swagger_ui_options=no_console,
-            jsonifier=jsonifier,
+            jsonifier=JSONIFIER,  # Flask's bytes, written by orjson
         )
 
     handle = _error_handler(runtime)
@@ -312,9 +312,10 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.add_middleware(HealthMiddleware, position=MiddlewarePosition.BEFORE_SECURITY, runtime=runtime)
     # Streams chat turns on the event loop.
     app.add_middleware(ChatStreamMiddleware, position=MiddlewarePosition.BEFORE_SECURITY, runtime=runtime)
-    # Last before connexion's context: I/O-free operations (ping) answered on the loop.
-    app.add_middleware(EventLoopOperations, position=MiddlewarePosition.BEFORE_CONTEXT,
-                       runtime=runtime, jsonifier=jsonifier)
+    # Last before connexion's context: operations that need no Flask request, run on the
+    # loop (ping) or in the bridge's thread pool (ingest).
+    app.add_middleware(DirectOperations, position=MiddlewarePosition.BEFORE_CONTEXT,
+                       runtime=runtime, bridge=bridge)
     add_documentation(app, contracts, settings.public_base_url)
     add_widget_routes(app, runtime)
     return app

@@ -41,11 +41,11 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from flask import Response, make_response
-from flask import request as flask_request
+from flask import Response
 
 from handlers.runtime.disconnect import client_gone
 from handlers.runtime.errors import ApiError
+from handlers.runtime.jsonifier import as_response
 from handlers.runtime.specs import Operation
 from models import ingest_idempotency as records
 from models import metrics
@@ -160,18 +160,19 @@ class Idempotency:
     def for_operation(cls, database: Database, operation: Operation) -> Idempotency | None:
         return cls(database, operation) if operation.source.get("x-idempotency") else None
 
-    def run(self, principal: dict | None, body: Any, execute: Callable) -> Any:
+    def run(self, request, principal: dict | None, body: Any, execute: Callable) -> Any:
         """`execute(before_commit)` runs the handler in its unit of work and calls
-        `before_commit(session, result)` before committing."""
-        key = flask_request.headers.get(HEADER)
+        `before_commit(session, result)` before committing. `request`: the pipeline's
+        RequestContext (its method, path, headers and scope)."""
+        key = request.header(HEADER)
         if not key or not principal:
             return execute(None)
         owner = str(principal["key_id"])
-        digest = request_hash(flask_request.method, flask_request.path, body)
+        digest = request_hash(request.method, request.path, body)
         deadline = time.monotonic() + self.wait_seconds
         while True:
             token = uuid.uuid4().hex
-            replayed = self._claim_or_replay(owner, key, digest, body, token, deadline)
+            replayed = self._claim_or_replay(request, owner, key, digest, body, token, deadline)
             if replayed is not None:
                 return replayed
             try:
@@ -179,11 +180,10 @@ class Idempotency:
             except ClaimLost:
                 continue  # another request runs it now: wait for its response like any retry
 
-    def _claim_or_replay(self, owner: str, key: str, digest: str, body: Any, token: str,
+    def _claim_or_replay(self, request, owner: str, key: str, digest: str, body: Any, token: str,
                          deadline: float) -> Response | None:
         """None once this request owns the key; else the replay of the stored response."""
         delay = self.poll_seconds
-        scope = flask_request.environ.get("asgi.scope") or {}
         existing = None
         while True:
             if existing is None or records.lapsed(existing):
@@ -191,14 +191,14 @@ class Idempotency:
                     existing = records.claim(session, owner, key, digest, self.window, self.lease, token)
                 if existing is None:
                     return None
-            if not same_request(existing.request_hash, digest, flask_request.method, flask_request.path, body):
+            if not same_request(existing.request_hash, digest, request.method, request.path, body):
                 raise ApiError("invalid_body",
                                f"This {HEADER} was already used for a different request body; "
                                "use a new key for a new request.")
             if existing.status is not None:
                 metrics.IDEMPOTENCY.labels("replayed").inc()
                 return replay(existing)
-            if time.monotonic() >= deadline or client_gone(scope):
+            if time.monotonic() >= deadline or client_gone(request.scope):
                 metrics.IDEMPOTENCY.labels("in_flight").inc()
                 raise self._in_flight(existing)
             metrics.IDEMPOTENCY.labels("waited").inc()
@@ -217,7 +217,7 @@ class Idempotency:
 
     def _execute(self, owner: str, key: str, token: str, execute: Callable) -> Any:
         def store(session, result) -> Response:
-            response = make_response(result)
+            response = as_response(result)
             headers = {k: v for k, v in response.headers.items() if k.lower() not in NOT_STORED}
             if not records.complete(session, owner, key, token, response.status_code, headers,
                                     response.get_data()):

@@ -20,9 +20,11 @@ named piece that the spec switches on:
 Handlers receive a typed `RequestContext` first, then the operation's parameters and
 body by their spec names (connexion's own argument passing).
 
-A handler marked `@no_io` (it reads its context and nothing else) runs on the event loop
-when it takes no argument but its context and no stage of its pipeline waits on anything
-(handlers/runtime/event_loop.py): no WSGI thread, no Flask request.
+Most pipelines need no Flask request (`Pipeline.without_flask`): handlers/runtime/direct.py
+runs them straight from the ASGI side, on the event loop when nothing in them waits (a
+`@no_io` handler: WePeople's ping) and otherwise in the WSGI thread pool (the ingest
+operations). The others (path or query parameters, conditional caching) run under Flask,
+through connexion's argument passing.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from handlers.runtime.adapters import verified_principal
 from handlers.runtime.documented import foreign_key_translation
 from handlers.runtime.errors import ApiError
 from handlers.runtime.idempotency import Idempotency
+from handlers.runtime.jsonifier import as_response
 from handlers.runtime.middleware import request_id_of
 from handlers.runtime.routing import PRINCIPAL
 from handlers.runtime.specs import ApiSpec, Operation
@@ -70,6 +73,24 @@ class RequestContext:
     @property
     def request_id(self) -> str:
         return request_id_of(self.scope)
+
+    @property
+    def method(self) -> str:
+        return self.scope["method"]
+
+    @property
+    def path(self) -> str:
+        """The path as Flask's request gives it (below the server's root path)."""
+        path, root = self.scope["path"], self.scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):]
+        return "/" + path.lstrip("/")
+
+    def header(self, name: str) -> str | None:
+        """A request header; repeated ones joined by commas, as in a WSGI environ."""
+        wanted = name.lower().encode("latin-1")
+        values = [value.decode("latin-1") for key, value in self.scope["headers"] if key == wanted]
+        return ",".join(values) if values else None
 
     @property
     def settings(self):
@@ -149,7 +170,7 @@ class RateLimitHeaders(Stage):
             raise
         if ctx.rate_limit is None:
             return result
-        response = make_response(result)
+        response = as_response(result)
         if response.status_code < 300:
             response.headers.update(ctx.rate_limit.headers())
         return response
@@ -176,7 +197,7 @@ class Limit(Stage):
 
 class ConditionalCaching(Stage):
     """Spec-declared caching (`x-cache-control`): Cache-Control, a strong ETag over the
-    body, and 304 when the client's If-None-Match matches."""
+    body, and 304 when the client's If-None-Match matches (werkzeug's, on Flask's request)."""
 
     def __init__(self, cache_control: str):
         self.cache_control = cache_control
@@ -203,7 +224,7 @@ class Idempotent(Stage):
             ctx.before_commit = before_commit
             return self.next(ctx, kwargs)
 
-        return self.idempotency.run(ctx.principal, kwargs.get("body"), execute)
+        return self.idempotency.run(ctx, ctx.principal, kwargs.get("body"), execute)
 
 
 class UnitOfWork(Stage):
@@ -244,7 +265,7 @@ def no_io(handler):
 
 class Pipeline:
     """The callable connexion runs for one operation (in Flask's request context), or
-    the event loop runs (`run`) when `on_event_loop`."""
+    handlers/runtime/direct.py runs (`run`) when it needs no Flask request."""
 
     def __init__(self, runtime: Runtime, operation: Operation, stages: list[Stage], handler):
         self.runtime = runtime
@@ -278,10 +299,17 @@ class Pipeline:
             logs.reset(binding)
 
     @property
+    def without_flask(self) -> bool:
+        """Runs from the ASGI side: its handler takes at most the request body besides its
+        context (connexion validated any parameters already; only the body is passed),
+        and no stage needs Flask's request."""
+        return (set(self.__signature__.parameters) <= {"body"}
+                and all(isinstance(stage, WITHOUT_FLASK) for stage in self.stages))
+
+    @property
     def on_event_loop(self) -> bool:
-        """Nothing here waits: a `@no_io` handler that takes no argument but its context
-        (connexion validated any parameters already), and only stages that neither wait
-        nor need Flask's request."""
+        """Nothing here waits: a `@no_io` handler that takes no argument but its context,
+        and only stages that neither wait nor need Flask's request."""
         return (getattr(self.handler, "no_io", False) and not self.__signature__.parameters
                 and all(isinstance(stage, NON_BLOCKING) for stage in self.stages))
 
@@ -293,8 +321,10 @@ class Pipeline:
         return f"Pipeline({self.operation.operation_id}: {' > '.join(self.stage_names)})"
 
 
-# Stages that neither wait on a dependency nor use Flask's request. (UnitOfWork opens a
-# session only when the handler uses one, which a `@no_io` handler does not.)
+# Stages that do not use Flask's request.
+WITHOUT_FLASK = (Authenticate, DocumentedErrors, RateLimitHeaders, Limit, Idempotent, UnitOfWork)
+# Those of them that never wait on a dependency either. (UnitOfWork opens a session only
+# when the handler uses one, which a `@no_io` handler does not.)
 NON_BLOCKING = (Authenticate, DocumentedErrors, UnitOfWork)
 
 

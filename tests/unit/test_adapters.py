@@ -4,6 +4,7 @@ the assumption, so that a new version (a wider pin in setup.cfg) is judged by th
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 from importlib.metadata import version
 
@@ -70,6 +71,9 @@ def test_a2wsgi_responder_internals():
     middleware = WSGIMiddleware(lambda environ, start_response: [], workers=1)
     for attribute in ("app", "executor", "send_queue_size"):
         require(hasattr(middleware, attribute), "a2wsgi", f"WSGIMiddleware.{attribute}")
+    # Operations run without Flask share this pool (QueuedWSGIMiddleware.run_in_pool).
+    require(isinstance(middleware.executor, concurrent.futures.Executor), "a2wsgi",
+            "WSGIMiddleware.executor, a concurrent.futures executor")
     middleware.executor.shutdown()
 
     async def build():

@@ -159,3 +159,33 @@ def test_only_io_free_handlers_without_arguments_or_waiting_stages_run_on_the_ev
     assert not on_loop(with_argument, [Authenticate(), UnitOfWork()])
     assert not on_loop(unmarked, [Authenticate(), UnitOfWork()])
     assert not on_loop(bare, [Authenticate(), Limit(None, operation, None, "reject"), UnitOfWork()])
+
+
+def test_pipelines_run_without_flask_when_the_handler_takes_at_most_a_body_and_no_stage_reads_flask(pipelines):
+    from handlers.runtime.pipeline import (
+        Authenticate,
+        ConditionalCaching,
+        Idempotent,
+        Limit,
+        Pipeline,
+        RateLimitHeaders,
+        UnitOfWork,
+    )
+
+    operation = pipelines["ingestEvents"].operation
+
+    def with_body(ctx, body):
+        return {}
+
+    def with_slug(ctx, slug, body):
+        return {}
+
+    def without_flask(handler, stages):
+        return Pipeline(None, operation, stages, handler).without_flask
+
+    waiting = [Authenticate(), RateLimitHeaders.__new__(RateLimitHeaders), Limit(None, operation, None, "reject"),
+               Idempotent(None), UnitOfWork()]
+    assert without_flask(with_body, waiting)
+    assert not without_flask(with_slug, waiting)  # parameters: connexion's argument passing, under Flask
+    assert not without_flask(with_body, [Authenticate(), ConditionalCaching("no-cache"), UnitOfWork()])
+    assert not Pipeline(None, operation, waiting, with_body).on_event_loop

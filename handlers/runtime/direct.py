@@ -1,0 +1,60 @@
+"""Operations answered without Flask: from the ASGI side, right after connexion routed,
+authenticated and validated the request.
+
+A pipeline that needs no Flask request (`Pipeline.without_flask`: its handler takes at
+most the body besides its context, and no stage reads Flask's request) runs here:
+
+- on the event loop when nothing in it waits (`Pipeline.on_event_loop`: a `@no_io`
+  handler taking only its context; WePeople's ping): the cost of a key check, no thread;
+- otherwise in the WSGI bridge's thread pool (the ingest operations), with the body the
+  validator parsed: no WSGI environ, no Flask request context, no connexion decorators.
+
+Errors go on to the exception layer outside, as from Flask. The answer is what the Flask
+path writes: the same response object, or a result written by the same jsonifier.
+"""
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from handlers.runtime.jsonifier import as_response
+from handlers.runtime.routing import operation_of
+from handlers.runtime.validation import PARSED_BODY
+
+
+class DirectOperations:
+    def __init__(self, app: ASGIApp, *, runtime, bridge):
+        self.app = app
+        self.bridge = bridge  # adapters.QueuedWSGIMiddleware: its thread pool
+        self.pipelines = {id(pipeline.operation): pipeline for pipeline in runtime.pipelines.values()
+                          if pipeline.without_flask}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        pipeline = self.pipelines.get(id(operation_of(scope))) if scope["type"] == "http" else None
+        if pipeline is None:
+            await self.app(scope, receive, send)
+            return
+        if pipeline.on_event_loop:
+            result = pipeline.run(scope, {})
+        else:
+            kwargs = {}
+            if "body" in pipeline.__signature__.parameters:
+                body = scope.get("state", {}).get(PARSED_BODY, _UNPARSED)
+                if body is _UNPARSED:  # a charset the validator leaves to Flask
+                    await self.app(scope, receive, send)
+                    return
+                kwargs["body"] = body
+            result = await self.bridge.run_in_pool(scope, receive, lambda: pipeline.run(scope, kwargs))
+        status, headers, body = render(result)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+_UNPARSED = object()
+
+
+def render(result) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """A handler's result as status, ASGI headers and body. (The server writes Date.)"""
+    response = as_response(result)
+    headers = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+               for name, value in response.headers.items() if name.lower() != "date"]
+    return response.status_code, headers, response.get_data()
