@@ -38,12 +38,20 @@ class DirectOperations:
         else:
             kwargs = {}
             if "body" in pipeline.__signature__.parameters:
-                body = scope.get("state", {}).get(PARSED_BODY, _UNPARSED)
+                body = scope.get("state", {}).pop(PARSED_BODY, _UNPARSED)
                 if body is _UNPARSED:  # a charset the validator leaves to Flask
                     await self.app(scope, receive, send)
                     return
                 kwargs["body"] = body
-            result = await self.bridge.run_in_pool(scope, receive, lambda: pipeline.run(scope, kwargs))
+                del body
+
+            def run():
+                try:
+                    return pipeline.run(scope, kwargs)
+                finally:
+                    kwargs.clear()  # the body's objects are freed here, in the pool
+
+            result = await self.bridge.run_in_pool(scope, receive, run)
         status, headers, body = render(result)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
