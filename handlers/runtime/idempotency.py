@@ -38,7 +38,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from flask import Response
@@ -50,6 +50,9 @@ from handlers.runtime.specs import Operation
 from models import ingest_idempotency as records
 from models import metrics
 from models.db import Database, utcnow
+
+if TYPE_CHECKING:  # pragma: no cover
+    from handlers.runtime.pipeline import RequestContext
 
 log = logging.getLogger("idempotency")
 
@@ -160,10 +163,9 @@ class Idempotency:
     def for_operation(cls, database: Database, operation: Operation) -> Idempotency | None:
         return cls(database, operation) if operation.source.get("x-idempotency") else None
 
-    def run(self, request, principal: dict | None, body: Any, execute: Callable) -> Any:
+    def run(self, request: RequestContext, principal: dict | None, body: Any, execute: Callable) -> Any:
         """`execute(before_commit)` runs the handler in its unit of work and calls
-        `before_commit(session, result)` before committing. `request`: the pipeline's
-        RequestContext (its method, path, headers and scope)."""
+        `before_commit(session, result)` before committing."""
         key = request.header(HEADER)
         if not key or not principal:
             return execute(None)
@@ -180,7 +182,7 @@ class Idempotency:
             except ClaimLost:
                 continue  # another request runs it now: wait for its response like any retry
 
-    def _claim_or_replay(self, request, owner: str, key: str, digest: str, body: Any, token: str,
+    def _claim_or_replay(self, request: RequestContext, owner: str, key: str, digest: str, body: Any, token: str,
                          deadline: float) -> Response | None:
         """None once this request owns the key; else the replay of the stored response."""
         delay = self.poll_seconds

@@ -20,11 +20,11 @@ named piece that the spec switches on:
 Handlers receive a typed `RequestContext` first, then the operation's parameters and
 body by their spec names (connexion's own argument passing).
 
-Most pipelines need no Flask request (`Pipeline.without_flask`): handlers/runtime/direct.py
-runs them straight from the ASGI side, on the event loop when nothing in them waits (a
-`@no_io` handler: WePeople's ping) and otherwise in the WSGI thread pool (the ingest
-operations). The others (path or query parameters, conditional caching) run under Flask,
-through connexion's argument passing.
+A pipeline that needs no Flask request (`Pipeline.without_flask`) is run straight from the
+ASGI side by handlers/runtime/direct.py: on the event loop when nothing in it waits (a
+`@no_io` handler: the pings), otherwise in the WSGI thread pool (the ingest operations).
+The others (path or query parameters, conditional caching) run under Flask, through
+connexion's argument passing.
 """
 from __future__ import annotations
 
