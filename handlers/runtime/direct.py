@@ -5,7 +5,7 @@ A pipeline that needs no Flask request (`Pipeline.without_flask`: its handler ta
 most the body besides its context, and no stage reads Flask's request) runs here:
 
 - on the event loop when nothing in it waits (`Pipeline.on_event_loop`: a `@no_io`
-  handler taking only its context; WePeople's ping): the cost of a key check, no thread;
+  handler taking only its context; the two APIs' pings): the cost of a key check, no thread;
 - otherwise in the WSGI bridge's thread pool (the ingest operations), with the body the
   validator parsed: no WSGI environ, no Flask request context, no connexion decorators.
 
