@@ -25,19 +25,22 @@ class DirectOperations:
     def __init__(self, app: ASGIApp, *, runtime, bridge):
         self.app = app
         self.bridge = bridge  # adapters.QueuedWSGIMiddleware: its thread pool
-        self.pipelines = {id(pipeline.operation): pipeline for pipeline in runtime.pipelines.values()
-                          if pipeline.without_flask}
+        # Decided once, at start-up: the pipeline, whether it runs on the loop, whether it takes the body.
+        self.pipelines = {id(pipeline.operation): (pipeline, pipeline.on_event_loop,
+                                                   "body" in pipeline.__signature__.parameters)
+                          for pipeline in runtime.pipelines.values() if pipeline.without_flask}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        pipeline = self.pipelines.get(id(operation_of(scope))) if scope["type"] == "http" else None
-        if pipeline is None:
+        direct = self.pipelines.get(id(operation_of(scope))) if scope["type"] == "http" else None
+        if direct is None:
             await self.app(scope, receive, send)
             return
-        if pipeline.on_event_loop:
+        pipeline, on_event_loop, takes_body = direct
+        if on_event_loop:
             result = pipeline.run(scope, {})
         else:
             kwargs = {}
-            if "body" in pipeline.__signature__.parameters:
+            if takes_body:
                 body = scope.get("state", {}).pop(PARSED_BODY, _UNPARSED)
                 if body is _UNPARSED:  # a charset the validator leaves to Flask
                     await self.app(scope, receive, send)
