@@ -69,6 +69,11 @@ class RequestContext:
     before_commit: t.Callable | None = None  # set by Idempotent: stores the response in the same transaction
     _work: contextlib.ExitStack | None = None
     _session: t.Any = None
+    _after_commit: list = dataclasses.field(default_factory=list)
+
+    def after_commit(self, callback: t.Callable[[], t.Any]) -> None:
+        """Run `callback` once the request's unit of work has committed (not if it rolls back)."""
+        self._after_commit.append(callback)
 
     @property
     def request_id(self) -> str:
@@ -233,15 +238,18 @@ class UnitOfWork(Stage):
     handler (or idempotency's store) uses the session."""
 
     def __call__(self, ctx, kwargs):
+        ctx._after_commit.clear()  # a run after a lost claim starts afresh
         with contextlib.ExitStack() as work:
             ctx._work, ctx._session = work, None
             try:
                 result = self.next(ctx, kwargs)
                 if ctx.before_commit is not None:
                     result = ctx.before_commit(ctx.db, result)
-                return result
             finally:
                 ctx._work = None
+        for callback in ctx._after_commit:
+            callback()
+        return result
 
 
 class CallHandler:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 
-import sqlalchemy
 from flask import Response
 
 from handlers.runtime.pipeline import RequestContext, no_io
@@ -85,7 +84,7 @@ def _json(body: dict, status: int) -> Response:
     return Response(to_json(body)[0], status=status, mimetype="application/json")
 
 
-def _count_events(result: BatchResult, _session) -> None:
+def _count_events(result: BatchResult) -> None:
     """The batch's events in the metrics, once they are stored."""
     if result.accepted:
         metrics.INGEST_EVENTS.labels("accepted", "").inc(len(result.accepted))
@@ -100,7 +99,7 @@ def ingest_events(ctx: RequestContext, body: dict):
     result = service.ingest_events(db, principal=principal, events=events,
                                    rejected=spec.schema_rejections(events), rules=spec.rules,
                                    request_id=request_id)
-    sqlalchemy.event.listen(db, "after_commit", functools.partial(_count_events, result), once=True)
+    ctx.after_commit(functools.partial(_count_events, result))
     return _json({
         "requestId": request_id,
         "accepted": len(result.accepted),

@@ -189,3 +189,29 @@ def test_pipelines_run_without_flask_when_the_handler_takes_at_most_a_body_and_n
     assert not without_flask(with_slug, waiting)  # parameters: connexion's argument passing, under Flask
     assert not without_flask(with_body, [Authenticate(), ConditionalCaching("no-cache"), UnitOfWork()])
     assert not Pipeline(None, operation, waiting, with_body).on_event_loop
+
+
+def test_after_commit_callbacks_run_once_the_unit_of_work_commits_and_not_after_a_rollback(pipelines):
+    import sqlalchemy
+
+    from handlers.runtime.pipeline import UnitOfWork
+
+    pipeline = pipelines["ingestEvents"]
+    ctx = RequestContext(pipeline.runtime, pipeline.operation, {"type": "http", "headers": []})
+    seen: list[str] = []
+
+    def handler(ctx, kwargs):
+        ctx.db.execute(sqlalchemy.text("SELECT 1"))
+        sqlalchemy.event.listen(ctx.db, "after_commit", lambda session: seen.append("committed"))
+        ctx.after_commit(lambda: seen.append("callback"))
+        if kwargs.get("fail"):
+            raise ValueError("rolled back")
+        return "result"
+
+    stage = UnitOfWork()
+    stage.next = handler
+    with pytest.raises(ValueError):
+        stage(ctx, {"fail": True})
+    assert seen == []  # rolled back: no callback, and none left over for the next run
+    assert stage(ctx, {}) == "result"
+    assert seen == ["committed", "callback"]
