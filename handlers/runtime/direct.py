@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from handlers.runtime.jsonifier import as_response
 from handlers.runtime.routing import operation_of
-from handlers.runtime.validation import PARSED_BODY
+from handlers.runtime.validation import PARSED_BODY, taken_body
 
 
 class DirectOperations:
@@ -39,16 +39,12 @@ class DirectOperations:
         if on_event_loop:
             result = pipeline.run(scope, {})
         else:
-            kwargs = {}
-            if takes_body:
-                body = scope.get("state", {}).pop(PARSED_BODY, _UNPARSED)
-                if body is _UNPARSED:  # a charset the validator leaves to Flask
-                    await self.app(scope, receive, send)
-                    return
-                kwargs["body"] = body
-                del body
+            if takes_body and PARSED_BODY not in scope.get("state", {}):
+                await self.app(scope, receive, send)  # a charset the validator leaves to Flask
+                return
 
             def run():
+                kwargs = {"body": taken_body(scope)} if takes_body else {}
                 try:
                     return pipeline.run(scope, kwargs)
                 finally:
@@ -59,8 +55,6 @@ class DirectOperations:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
-
-_UNPARSED = object()
 
 
 def render(result) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
