@@ -13,6 +13,7 @@ from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionResponse
 from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
+from connexion.middleware.request_validation import RequestValidationMiddleware
 from connexion.middleware.response_validation import ResponseValidationMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
@@ -51,6 +52,7 @@ from handlers.runtime.specs import (
 from handlers.runtime.sse import ChatStreamMiddleware, build_chat_engine
 from handlers.runtime.validation import (
     ParsedBodyRequest,
+    RequestValidation,
     body_validator_for,
     parameter_validator_for,
 )
@@ -161,8 +163,9 @@ def _is_ip(value: str) -> bool:
 # connexion's stack less two layers that would only cost: the Swagger UI layer (no console,
 # no spec served by it: handlers/runtime/docs.py serves both) routes every request through
 # a router of its own, and responses are not validated at run time (tests/api's response
-# oracle checks them).
-MIDDLEWARES = tuple(middleware for middleware in ConnexionMiddleware.default_middlewares
+# oracle checks them). Its request validation is built per operation at start-up.
+MIDDLEWARES = tuple(RequestValidation if middleware is RequestValidationMiddleware else middleware
+                    for middleware in ConnexionMiddleware.default_middlewares
                     if middleware not in (SwaggerUIMiddleware, ResponseValidationMiddleware))
 
 

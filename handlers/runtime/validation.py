@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 import re
 import typing as t
@@ -17,8 +18,12 @@ import typing as t
 import flask
 import jsonschema_rs
 import orjson
+from connexion import utils as connexion_utils
+from connexion.datastructures import MediaTypeDict
+from connexion.exceptions import UnsupportedMediaTypeProblem
+from connexion.middleware.request_validation import RequestValidationAPI, RequestValidationMiddleware
 from connexion.validators import AbstractRequestBodyValidator, ParameterValidator
-from starlette.types import Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from handlers.runtime.errors import ApiError, RequestValidationFailed
 from handlers.runtime.openapi_translate import resolve_ref
@@ -36,6 +41,8 @@ def _finite_float(text: str) -> float:
         raise ValueError(f"number {text[:40]} is out of range")
     return value
 
+
+log = logging.getLogger("connexion.middleware.validation")
 
 # Digits -> "0", everything else -> " ": a run of 19 zeros then marks a 19+ digit number.
 _DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
@@ -347,3 +354,86 @@ def extension_parameters(operation: Operation | None) -> list[str]:
     pagination = operation.source.get("x-pagination") or {}
     parameter = pagination.get("parameter") or {}
     return [parameter["name"]] if parameter.get("in") == "query" and "name" in parameter else []
+
+
+class PrecomputedRequestValidation:
+    """connexion's RequestValidationOperation with what depends only on the operation (the
+    URI parser, the parameter validator, the accepted media types, each media type's body
+    schema) built once instead of on every request. Same checks, same errors."""
+
+    MAX_MEDIA_TYPES = 16  # cached per operation; the rest are looked up each time
+
+    def __init__(self, next_app: ASGIApp, *, operation, strict_validation: bool, validator_map: dict):
+        self.next_app = next_app
+        self.operation = operation
+        self.strict_validation = strict_validation
+        self.uri_parser = operation.uri_parser_class(operation.parameters, operation.body_definition())
+        self.parameter_validator = validator_map["parameter"](
+            operation.parameters, uri_parser=self.uri_parser, strict_validation=strict_validation,
+            security_query_params=_security_query_params(operation))
+        self.body_validators = validator_map["body"]
+        self.consumes = MediaTypeDict([(c.lower(), None) for c in operation.consumes])
+        self.media_types: dict[str, tuple] = {}
+
+    def body_handling(self, mime_type: str) -> tuple:
+        """(schema, body validator class or None, its keyword arguments) for `mime_type`,
+        once it is one the operation accepts."""
+        known = self.media_types.get(mime_type)
+        if known is not None:
+            return known
+        operation = self.operation
+        if operation.consumes and mime_type.lower() not in self.consumes:
+            raise UnsupportedMediaTypeProblem(
+                detail=f"Invalid Content-type ({mime_type}), expected {operation.consumes}")
+        schema = operation.body_schema(mime_type)
+        validator = None
+        if schema:
+            try:
+                validator = self.body_validators[mime_type]
+            except KeyError:
+                log.info("Skipping validation. No validator registered for content type: %s.", mime_type)
+        known = (schema, validator, {
+            "required": operation.request_body.get("required", False),
+            "nullable": connexion_utils.is_nullable(operation.body_definition(mime_type)),
+            "strict_validation": self.strict_validation,
+        })
+        if len(self.media_types) < self.MAX_MEDIA_TYPES:
+            self.media_types[mime_type] = known
+        return known
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.parameter_validator.validate(scope)
+        content_type = connexion_utils.extract_content_type(scope["headers"])
+        mime_type, encoding = connexion_utils.split_content_type(content_type)
+        if mime_type is None:  # the header is optional: take the first declared type
+            mime_type = self.operation.consumes[0] if self.operation.consumes else "application/octet-stream"
+        schema, validator, arguments = self.body_handling(mime_type)
+        if validator is not None:
+            body_validator = validator(schema=schema, encoding=encoding or "utf-8", uri_parser=self.uri_parser,
+                                       **arguments)
+            receive, scope = await body_validator.wrap_receive(receive, scope=scope)
+        await self.next_app(scope, receive, send)
+
+
+def _security_query_params(operation) -> list[str]:
+    """Query parameters that carry credentials (not 'unknown' under strict validation)."""
+    names = []
+    for requirement in operation.security or ():
+        for scheme_name in requirement:
+            scheme = operation.security_schemes[scheme_name]
+            if scheme["type"] == "apiKey" and scheme["in"] == "query":
+                names.append(scheme["name"])
+    return names
+
+
+class PrecomputedValidationAPI(RequestValidationAPI):
+    def make_operation(self, operation) -> PrecomputedRequestValidation:
+        return PrecomputedRequestValidation(self.next_app, operation=operation,
+                                            strict_validation=self.strict_validation,
+                                            validator_map=self.validator_map)
+
+
+class RequestValidation(RequestValidationMiddleware):
+    """connexion's validation middleware, whose per-operation parts are built at start-up."""
+
+    api_cls = PrecomputedValidationAPI

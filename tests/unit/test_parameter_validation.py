@@ -45,3 +45,42 @@ def test_each_parameter_is_compiled_once(validator):
     check = validation._PARAMETER_CHECKS[id(LIMIT)]
     validator.validate_parameter("query", 6, LIMIT)
     assert validation._PARAMETER_CHECKS[id(LIMIT)] is check
+
+
+def test_request_validation_is_built_per_operation_at_start_up_not_per_request(settings, database, monkeypatch,
+                                                                               make_ingest_key):
+    from handlers.runtime.app import create_app
+
+    built: list = []
+    init = validation.PrecomputedRequestValidation.__init__
+
+    def recording_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        built.append(self)
+
+    monkeypatch.setattr(validation.PrecomputedRequestValidation, "__init__", recording_init)
+    app = create_app(settings, database=database)
+    with app.test_client() as client:
+        client.get("/api/v1/ingest/ping")  # the middleware stack is built on the first request
+        assert {(layer.operation.method, layer.operation.path) for layer in built} >= {
+            ("post", "/api/v1/ingest/events"), ("get", "/api/ping"), ("get", "/api/widget-config/{slug}")}
+        per_request: list = []
+        monkeypatch.setattr(ParameterValidator, "__init__",
+                            lambda *args, **kwargs: per_request.append(args))  # must not run again
+        headers = {**make_ingest_key().headers, "Content-Type": "application/json"}
+        answers = [client.post("/api/v1/ingest/events", headers=headers, content=b'{"events": []}')
+                   for _ in range(2)]
+        # A media type the operation does not accept: connexion's refusal, in the API's shape.
+        wrong = client.post("/api/v1/ingest/events", headers={**headers, "Content-Type": "text/plain"},
+                            content=b"{}")
+        # Spellings of the accepted type share what is remembered for it.
+        for n in range(40):
+            spelling = "".join(c.upper() if (n >> i) & 1 else c for i, c in enumerate("application/json"))
+            client.post("/api/v1/ingest/events", headers={**headers, "Content-Type": spelling},
+                        content=b'{"events": []}')
+    assert per_request == []
+    assert [a.status_code for a in answers] == [400, 400]
+    assert wrong.status_code == 415 and wrong.json()["error"]["code"] == "invalid_body"
+    events = next(layer for layer in built
+                  if (layer.operation.method, layer.operation.path) == ("post", "/api/v1/ingest/events"))
+    assert list(events.media_types) == ["application/json"]
