@@ -7,7 +7,8 @@ most the body besides its context, and no stage reads Flask's request) runs here
 - on the event loop when nothing in it waits (`Pipeline.on_event_loop`: a `@no_io`
   handler taking only its context; the two APIs' pings): the cost of a key check, no thread;
 - otherwise in the WSGI bridge's thread pool (the ingest operations), with the body the
-  validator parsed: no WSGI environ, no Flask request context, no connexion decorators.
+  validator parsed (a batch's is parsed there, in the pool: validation.DeferredBody): no
+  WSGI environ, no Flask request context, no connexion decorators.
 
 Errors go on to the exception layer outside, as from Flask. The answer is what the Flask
 path writes: the same response object, or a result written by the same jsonifier.
