@@ -57,7 +57,6 @@ class DirectOperations:
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
 
-
 def render(result) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """A handler's result as status, ASGI headers and body. (The server writes Date.)"""
     response = as_response(result)

@@ -30,6 +30,8 @@ from handlers.runtime.openapi_translate import resolve_ref
 from handlers.runtime.routing import operation_of as routed
 from handlers.runtime.specs import ApiSpec, Operation
 
+log = logging.getLogger("connexion.middleware.validation")  # connexion's own logger for these lines
+
 
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
@@ -41,8 +43,6 @@ def _finite_float(text: str) -> float:
         raise ValueError(f"number {text[:40]} is out of range")
     return value
 
-
-log = logging.getLogger("connexion.middleware.validation")
 
 # Digits -> "0", everything else -> " ": a run of 19 zeros then marks a 19+ digit number.
 _DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
@@ -269,7 +269,7 @@ def body_validator_for(api: ApiSpec) -> type[AbstractRequestBodyValidator]:
                 raise RequestValidationFailed({"body": ["The request body is required."]})
             if operation is None or operation.request_validator is None or isinstance(body, DeferredBody):
                 return
-            if operation.ext("x-batch"):  # in another charset than UTF-8
+            if operation.ext("x-batch"):  # a batch in a charset other than UTF-8, parsed above
                 check_envelope(operation, body)
                 return
             errors = collect_errors(operation.request_validator, body)
