@@ -125,10 +125,10 @@ class DeferredBody:
         return body
 
 
-def taken_body(scope: Scope, default: t.Any = None) -> t.Any:
+def taken_body(scope: Scope) -> t.Any:
     """The body the validator left in the scope (parsed now if it was deferred), taken out
-    of it; `default` if it left none (a charset other than UTF-8: Flask decodes it)."""
-    body = scope.get("state", {}).pop(PARSED_BODY, default)
+    of it; None if it left none (a charset other than UTF-8: Flask decodes it)."""
+    body = scope.get("state", {}).pop(PARSED_BODY, None)
     return body.parse() if isinstance(body, DeferredBody) else body
 
 
